@@ -1,0 +1,155 @@
+"""Command-line arguments of `run_distillation.py`, as dataclasses for `HfArgumentParser`.
+
+`--epochs` and `--train_batch_size` are aliases of the Trainer's `--num_train_epochs` and
+`--per_device_train_batch_size` (the names our users know from the guide); every other `TrainingArguments` flag works
+as usual, with defaults suited to training small heads (evaluate and save each epoch, keep the best).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from transformers import TrainingArguments
+from transformers.utils import logging
+
+from .configuration_cascade import HEAD_TYPES, STRATEGIES
+
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_TARGET_DIMS = "768,512,256,128,64,32"
+
+
+def parse_target_dims(text: str) -> list[int]:
+    """Parse `--target_dims` ("512,256,128") into a list of distinct positive ints, largest first.
+
+    Raises:
+        `ValueError` naming the offending entry.
+    """
+    entries = [entry.strip() for entry in str(text).split(",")]
+    if not any(entries):
+        raise ValueError("--target_dims is empty: give comma-separated dims, e.g. --target_dims 256,128,64,32.")
+    dims = []
+    for entry in entries:
+        try:
+            dim = int(entry)
+        except ValueError:
+            raise ValueError(f"--target_dims entry {entry!r} is not an integer (got --target_dims {text!r}).") from None
+        if dim <= 0:
+            raise ValueError(f"--target_dims entry {dim} must be a positive integer (got --target_dims {text!r}).")
+        if dim in dims:
+            raise ValueError(f"--target_dims lists {dim} twice (got --target_dims {text!r}).")
+        dims.append(dim)
+    return sorted(dims, reverse=True)
+
+
+def resolve_target_dims(dims: list[int], input_dim: int) -> list[int]:
+    """Drop dims that are not smaller than the teacher's `input_dim` (with a warning); error if none is left."""
+    dropped = [dim for dim in dims if dim >= input_dim]
+    kept = [dim for dim in dims if dim < input_dim]
+    if dropped:
+        logger.warning(
+            f"Dropping target dims {dropped}: they are not smaller than the {input_dim}-dim teacher embeddings."
+        )
+    if not kept:
+        raise ValueError(
+            f"No target dim is smaller than the teacher's {input_dim} dims (--target_dims {dims}); "
+            f"choose dims below {input_dim}, e.g. {input_dim // 2},{input_dim // 4}."
+        )
+    return kept
+
+
+@dataclass
+class ModelArguments:
+    """What cascade to build: target dims, strategy, heads and losses."""
+
+    target_dims: str = field(
+        default=DEFAULT_TARGET_DIMS,
+        metadata={"help": "Comma-separated output dims; dims not below the teacher's size are dropped with a warning."},
+    )
+    cascade_strategy: str = field(
+        default="nested",
+        metadata={"help": f"How heads are laid out: one of {', '.join(STRATEGIES)}.", "choices": list(STRATEGIES)},
+    )
+    head_type: str = field(
+        default="linear", metadata={"help": "Head architecture.", "choices": list(HEAD_TYPES)}
+    )
+    mlp_hidden_dim: int | None = field(
+        default=None, metadata={"help": "Hidden size of MLP heads (default: the teacher's dim)."}
+    )
+    similarity_loss_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the MSE between batch cosine-similarity matrices."}
+    )
+    kl_loss_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the KL term between softmax(similarity / kl_temperature) rows."}
+    )
+    topk_loss_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the MSE on each row's teacher top-k neighbours."}
+    )
+    kl_temperature: float = field(default=0.05, metadata={"help": "Temperature of the KL term."})
+    topk_neighbors: int = field(default=10, metadata={"help": "Neighbours per row in the top-k term."})
+
+    def __post_init__(self) -> None:
+        self.target_dim_list = parse_target_dims(self.target_dims)
+
+
+@dataclass
+class DataArguments:
+    """Where the teacher embeddings come from and how they are split."""
+
+    input_file: str | None = field(
+        default=None,
+        metadata={"help": "Pre-generated teacher embeddings (.npy, rows x dim): skips the corpus and the teacher."},
+    )
+    val_split: float = field(
+        default=0.1, metadata={"help": "Share of rows held out for validation (val_loss and the final evaluation)."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_split < 1.0:
+            raise ValueError(f"--val_split must be between 0 and 1 (exclusive), got {self.val_split}.")
+
+
+@dataclass
+class CascadeTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for cascade heads and the guide's `--epochs` / `--train_batch_size`."""
+
+    output_dir: str | None = field(
+        default="models/common_corpus", metadata={"help": "Where checkpoints, models, plots and results go."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an output_dir that holds a finished run (its models and checkpoints go)."},
+    )
+    num_train_epochs: float = field(
+        default=20.0, metadata={"help": "Number of training epochs.", "aliases": ["--epochs"]}
+    )
+    per_device_train_batch_size: int = field(
+        default=256,
+        metadata={
+            "help": "Training batch size per device; the losses compare all pairs within a batch.",
+            "aliases": ["--train_batch_size"],
+        },
+    )
+    per_device_eval_batch_size: int | None = field(
+        default=None, metadata={"help": "Validation batch size per device (default: the training batch size)."}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of AdamW."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to compute val_loss."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log train_loss."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept besides the best one (older ones are deleted)."}
+    )
+    metric_for_best_model: str | None = field(
+        default="eval_loss", metadata={"help": "Metric that selects best_model/."}
+    )
+
+    def __post_init__(self) -> None:
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
+        if self.per_device_eval_batch_size is None:
+            self.per_device_eval_batch_size = self.per_device_train_batch_size
+        super().__post_init__()
