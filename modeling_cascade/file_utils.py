@@ -37,6 +37,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(temporary)
     try:
         yield temporary
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -87,7 +90,7 @@ def load_embeddings(path: str | os.PathLike, expected_dim: int | None = None) ->
         raise ValueError(f"{str(path)!r} has shape {array.shape}: it holds no embeddings.")
     if expected_dim is not None and array.shape[1] != expected_dim:
         raise ValueError(f"{str(path)!r} has dim {array.shape[1]}, but {expected_dim} is expected.")
-    array = np.asarray(array, dtype=np.float32)
+    array = np.array(array, dtype=np.float32)  # an in-memory, writable copy of the memory map
     bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad_rows.size:
         shown = ", ".join(str(row) for row in bad_rows[:5]) + (", ..." if bad_rows.size > 5 else "")

