@@ -17,6 +17,12 @@ The same command runs on one or many devices through Accelerate:
 
     accelerate launch --config_file accelerate_config.yaml run_distillation.py --input_file ... --output_dir ...
 
+Every saved model folder (best_model/, final_model/) gets a model card (README.md) built from the run; publish the
+best model with its card and its code (it loads with `trust_remote_code=True`) on the Hub:
+
+    python run_distillation.py --input_file ... --output_dir models/my-cascade --card_license apache-2.0 \
+        --push_to_hub --hub_model_id user/my-cascade
+
 Every `TrainingArguments` flag works (`--learning_rate`, `--bf16`, `--resume_from_checkpoint`, ...); `--epochs` and
 `--train_batch_size` are aliases of `--num_train_epochs` and `--per_device_train_batch_size`. A single `.json`
 argument is read as a file holding all arguments.
@@ -24,6 +30,8 @@ argument is read as a file holding all arguments.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -33,7 +41,7 @@ import datasets
 import numpy as np
 import transformers
 from transformers import HfArgumentParser, Trainer, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from modeling_cascade import CascadeConfig, CascadeModel
 from modeling_cascade.arguments import (
@@ -45,30 +53,55 @@ from modeling_cascade.arguments import (
 from modeling_cascade.configuration_cascade import POOLING_MODES
 from modeling_cascade.data import CorpusFilters, load_corpus
 from modeling_cascade.embeddings import check_embedding_dim, compute_teacher_embeddings
-from modeling_cascade.evaluation import DIMS_TRADEOFF_FILE, EVAL_RESULTS_FILE, RankingEvalCallback, evaluate_cascade
-from modeling_cascade.file_utils import load_embeddings, save_embeddings
+from modeling_cascade.evaluation import (
+    DIMS_TRADEOFF_FILE,
+    EVAL_RESULTS_FILE,
+    EvaluationResults,
+    RankingEvalCallback,
+    evaluate_cascade,
+)
+from modeling_cascade.file_utils import (
+    atomic_directory,
+    atomic_path,
+    check_checkpoint_files,
+    load_embeddings,
+    save_embeddings,
+)
+from modeling_cascade.hub import prepare_hub_push, push_model_folder
+from modeling_cascade.modelcard import (
+    CardData,
+    ModelCardArguments,
+    ModelCardCallback,
+    card_step,
+    run_card_data,
+    save_model_card,
+)
+from modeling_cascade.resume import check_checkpoint, checkpoint_step, last_complete_checkpoint, whole_run_train_loss
 from modeling_cascade.teacher import Teacher, resolve_teacher_name
-from modeling_cascade.trainer import EpochLogCallback, LossHistory, embeddings_dataset
+from modeling_cascade.trainer import LEARNING_CURVE_FILE, EpochLogCallback, LossHistory, embeddings_dataset
 
 
 logger = transformers.utils.logging.get_logger("modeling_cascade.run_distillation")
 
+ALL_RESULTS_FILE = "all_results.json"
 BEST_MODEL_DIR = "best_model"
 FINAL_MODEL_DIR = "final_model"
 RUN_OUTPUTS = (
     BEST_MODEL_DIR,
     FINAL_MODEL_DIR,
     "learning_curve.png",
-    "all_results.json",
+    ALL_RESULTS_FILE,
     "train_results.json",
     EVAL_RESULTS_FILE,
     DIMS_TRADEOFF_FILE,
 )
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, CascadeTrainingArguments]:
-    """Parse the command line (or a single `.json` file of arguments) into the three argument dataclasses."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, CascadeTrainingArguments))
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, CascadeTrainingArguments, ModelCardArguments]:
+    """Parse the command line (or a single `.json` file of arguments) into the four argument dataclasses."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, CascadeTrainingArguments, ModelCardArguments))
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
@@ -80,6 +113,7 @@ def setup_logging(training_args: CascadeTrainingArguments) -> None:
 
     The cascade's own progress is logged at INFO on the main process (WARNING on replicas); transformers and datasets
     follow `--log_level` / `--log_level_replica` (warnings only by default, `--log_level info` shows the Trainer's).
+    Progress bars show on the main process only.
     """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(message)s",
@@ -95,6 +129,9 @@ def setup_logging(training_args: CascadeTrainingArguments) -> None:
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
     datasets.utils.logging.set_verbosity(library_level)
+    if not training_args.should_log:  # replicas of a multi-process run: one set of progress bars is enough
+        transformers.utils.logging.disable_progress_bar()
+        datasets.utils.disable_progress_bars()
 
 
 def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
@@ -104,6 +141,8 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
         The checkpoint to resume from, or `None`.
     """
     output_dir = training_args.output_dir
+    if training_args.resume_from_checkpoint:
+        check_checkpoint(training_args.resume_from_checkpoint)
     if not os.path.isdir(output_dir):
         return training_args.resume_from_checkpoint
     previous_outputs = [name for name in RUN_OUTPUTS if os.path.exists(os.path.join(output_dir, name))]
@@ -114,7 +153,9 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
                 path = os.path.join(output_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             if previous_outputs or checkpoints:
-                logger.warning(f"--overwrite_output_dir: removed {sorted(previous_outputs + checkpoints)} from {output_dir}.")
+                logger.warning(
+                    f"--overwrite_output_dir: removed {sorted(previous_outputs + checkpoints)} from {output_dir}."
+                )
         return training_args.resume_from_checkpoint
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -123,7 +164,7 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
             f"Output directory {output_dir!r} already holds a finished run ({FINAL_MODEL_DIR}/ exists). "
             "Pass --overwrite_output_dir to replace it, or choose another --output_dir."
         )
-    last_checkpoint = get_last_checkpoint(output_dir)
+    last_checkpoint = last_complete_checkpoint(output_dir)
     if last_checkpoint is not None:
         logger.info(f"Resuming the unfinished run in {output_dir} from {last_checkpoint}.")
     return last_checkpoint
@@ -131,7 +172,9 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
 
 def load_teacher(model_args: ModelArguments, training_args: CascadeTrainingArguments, name: str) -> Teacher:
     """Load the teacher on this process's device and check it against `--embedding_dim` and the cascade's poolings."""
-    device = str(training_args.device) if model_args.device == "auto" else model_args.device
+    device = model_args.device
+    if device == "auto":  # this process's device: cuda:N under DDP, and plain cpu for gloo's cpu:N
+        device = "cpu" if training_args.device.type == "cpu" else str(training_args.device)
     teacher = Teacher(
         name,
         revision=model_args.embedding_model_revision,
@@ -171,11 +214,13 @@ def load_teacher_embeddings(
     """The teacher embeddings to distil, and the teacher's `CascadeConfig` fields.
 
     With `--input_file`, the matrix in that file (its teacher is recorded only when `--embedding_model` names it).
-    Otherwise the corpus is loaded, filtered and sampled, and embedded by the teacher through the on-disk cache; the
-    main process goes first so other processes read its cached results.
+    Otherwise the corpus is loaded, filtered and sampled (the main process goes first, so the others read its cached
+    corpus), and embedded by the teacher through the on-disk cache, each process embedding its share of the shards.
     """
     if data_args.input_file is not None:
-        embeddings = load_embeddings(data_args.input_file, expected_dim=model_args.embedding_dim)
+        embeddings = load_embeddings(
+            data_args.input_file, expected_dim=model_args.embedding_dim, expected_by="--embedding_dim"
+        )
         logger.info(f"Loaded embeddings: {embeddings.shape} from {data_args.input_file}")
         if model_args.embedding_model is None:
             return embeddings, {}
@@ -208,15 +253,16 @@ def load_teacher_embeddings(
             cache_dir=data_args.cache_dir,
         )
     teacher = load_teacher(model_args, training_args, teacher_name)
-    with training_args.main_process_first(desc="teacher embeddings"):
-        embeddings = compute_teacher_embeddings(
-            corpus,
-            teacher,
-            text_column=data_args.text_column,
-            prefix=document_prefix(model_args, teacher),
-            batch_size=model_args.batch_size,
-            cache_dir=data_args.cache_dir,
-        )
+    # every process embeds its share of the shards and receives the whole matrix
+    embeddings = compute_teacher_embeddings(
+        corpus,
+        teacher,
+        text_column=data_args.text_column,
+        prefix=document_prefix(model_args, teacher),
+        batch_size=model_args.batch_size,
+        cache_dir=data_args.cache_dir,
+        shard_size=data_args.embedding_shard_size,
+    )
     logger.info(f"Generated embeddings: {embeddings.shape}")
     if data_args.save_embeddings is not None and training_args.should_save:
         save_embeddings(data_args.save_embeddings, embeddings)
@@ -263,7 +309,7 @@ def build_model(
         similarity_loss_weight=model_args.similarity_loss_weight,
         kl_loss_weight=model_args.kl_loss_weight,
         topk_loss_weight=model_args.topk_loss_weight,
-        kl_temperature=model_args.kl_temperature,
+        kl_temperature=kl_temperatures(model_args, target_dims),
         topk_neighbors=model_args.topk_neighbors,
     )
     logger.info(f"Training cascade distiller for dimensions: {config.target_dims} ({config.strategy} strategy)")
@@ -271,29 +317,70 @@ def build_model(
     model.init_from_pca(train_embeddings)
     dims = config.target_dims
     sources = [input_dim, *dims[:-1]] if config.strategy == "chained" else [input_dim] * len(dims)
-    for source, dim in zip(sources, dims):
+    for source, dim in zip(sources, dims, strict=True):
         logger.info(f"Added distiller: {source} -> {dim}")
     if config.strategy == "nested":
         logger.info(f"Nested heads: dims {config.target_dims} are prefixes of the {config.target_dims[0]}-dim output")
     return model
 
 
+def kl_temperatures(model_args: ModelArguments, target_dims: list[int]) -> list[float] | None:
+    """`--kl_temperature` for the dims kept (one per dim of `target_dims`), or `None` for the per-dim default."""
+    by_dim = model_args.kl_temperature_by_dim
+    return None if by_dim is None else [by_dim[dim] for dim in target_dims]
+
+
 def save_models(trainer: Trainer, output_dir: str) -> None:
     """Write `final_model/` (the model after the last epoch) and `best_model/` (lowest val_loss) with safetensors."""
     if not trainer.is_world_process_zero():
         return
-    trainer.model.save_pretrained(os.path.join(output_dir, FINAL_MODEL_DIR))
+    with atomic_directory(os.path.join(output_dir, FINAL_MODEL_DIR)) as folder:  # a kill leaves no half-saved model
+        trainer.model.save_pretrained(folder)
     best_checkpoint = trainer.state.best_model_checkpoint
     best_model = CascadeModel.from_pretrained(best_checkpoint) if best_checkpoint else trainer.model
-    best_model.save_pretrained(os.path.join(output_dir, BEST_MODEL_DIR))
-    logger.info(f"Saved {FINAL_MODEL_DIR}/ and {BEST_MODEL_DIR}/ (from {best_checkpoint or 'the final epoch'}) to {output_dir}")
+    with atomic_directory(os.path.join(output_dir, BEST_MODEL_DIR)) as folder:
+        best_model.save_pretrained(folder)
+    logger.info(
+        f"Saved {FINAL_MODEL_DIR}/ and {BEST_MODEL_DIR}/ (from {best_checkpoint or 'the final epoch'}) to {output_dir}"
+    )
+
+
+def save_model_cards(
+    trainer: Trainer,
+    card_data: CardData,
+    best_results: EvaluationResults,
+    train_embeddings: np.ndarray,
+    val_embeddings: np.ndarray,
+) -> None:
+    """Write the model card (`README.md`) of `best_model/` and of `final_model/`, each with the learning curve and its
+    own per-dim results; a failure is logged as a warning and the models stay as saved."""
+    output_dir, state = trainer.args.output_dir, trainer.state
+    learning_curve = os.path.join(output_dir, LEARNING_CURVE_FILE)
+    best_step = state.best_global_step or state.global_step
+    best = dataclasses.replace(card_data, model_step=best_step)
+    with card_step("record the results of best_model/"):
+        best.set_evaluation(best_results)
+    best_images = [learning_curve, os.path.join(output_dir, DIMS_TRADEOFF_FILE)]
+    save_model_card(os.path.join(output_dir, BEST_MODEL_DIR), best, images=best_images)
+    final_dir = os.path.join(output_dir, FINAL_MODEL_DIR)
+    final = dataclasses.replace(card_data, model_step=state.global_step, model_id=None, evaluation=None)
+    with card_step("evaluate final_model/ for its card"):
+        final_results = best_results
+        if best_step != state.global_step:
+            final_results = evaluate_cascade(trainer.model, train_embeddings, val_embeddings, seed=trainer.args.seed)
+        final_results.plot(final_dir)
+        final.set_evaluation(final_results)
+    save_model_card(final_dir, final, images=[learning_curve])
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the whole distillation; returns the metrics written to `all_results.json`."""
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, card_args = parse_args(argv)
     setup_logging(training_args)
     checkpoint = prepare_output_dir(training_args)
+    if checkpoint is not None:  # refuse a foreign or tampered checkpoint before the Trainer opens its .pt files
+        check_checkpoint_files(checkpoint)
+    hub_target = prepare_hub_push(training_args)  # before any work: a bad token or repo fails now
 
     embeddings, teacher = load_teacher_embeddings(model_args, data_args, training_args)
     train_embeddings, val_embeddings = split_embeddings(
@@ -303,20 +390,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     set_seed(training_args.seed)
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
+    if checkpoint is not None:
+        config = model.config
+        check_checkpoint_files(
+            checkpoint,
+            {
+                "input_dim": (config.input_dim, "the dim of the teacher embeddings"),
+                "target_dims": (config.target_dims, "--target_dims"),
+                "strategy": (config.strategy, "--cascade_strategy"),
+                "head_type": (config.head_type, "--head_type"),
+            },
+        )
+    hub_repo_id = hub_target.repo_id if hub_target is not None else None
+    card_callback = ModelCardCallback(run_card_data(model_args, data_args, training_args, card_args, hub_repo_id))
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=embeddings_dataset(train_embeddings),
         eval_dataset=embeddings_dataset(val_embeddings),
-        callbacks=[EpochLogCallback(), RankingEvalCallback(val_embeddings, seed=training_args.seed)],
+        callbacks=[EpochLogCallback(), RankingEvalCallback(val_embeddings, seed=training_args.seed), card_callback],
     )
 
     logger.info("Starting training...")
+    resumed_step = checkpoint_step(checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     save_models(trainer, training_args.output_dir)
     history = LossHistory.from_log_history(trainer.state.log_history)
 
     metrics = dict(train_result.metrics)
+    metrics["train_loss"] = whole_run_train_loss(trainer.state, metrics["train_loss"], resumed_step)
     if trainer.is_world_process_zero():
         logger.info("Evaluating model...")
         best_model = CascadeModel.from_pretrained(os.path.join(training_args.output_dir, BEST_MODEL_DIR))
@@ -329,7 +431,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results.plot(training_args.output_dir)
         metrics.update(history.summary())
         metrics.update(results.flat_metrics())
-        trainer.save_metrics("all", metrics, combined=False)
+        with atomic_path(os.path.join(training_args.output_dir, ALL_RESULTS_FILE)) as temporary:
+            temporary.write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n")  # as Trainer.save_metrics
+        save_model_cards(trainer, card_callback.card_data, results, train_embeddings, val_embeddings)
+        if hub_target is not None:
+            push_model_folder(os.path.join(training_args.output_dir, BEST_MODEL_DIR), hub_target)
     return metrics
 
 

@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoModel
 from .configuration_cascade import CascadeConfig
 from .data import CorpusError, CorpusFilters, load_corpus
 from .embeddings import compute_teacher_embeddings
+from .modelcard import CardData, ModelCardCallback, save_model_card
 from .modeling_cascade import CascadeModel, CascadeModelOutput, CascadePreTrainedModel
 from .offline import HubUnreachableError
 from .python_docs import python_docs_corpus
@@ -19,6 +20,7 @@ AutoConfig.register(CascadeConfig.model_type, CascadeConfig)
 AutoModel.register(CascadeConfig, CascadeModel)
 
 __all__ = [
+    "CardData",
     "CascadeConfig",
     "CascadeModel",
     "CascadeModelOutput",
@@ -26,9 +28,11 @@ __all__ = [
     "CorpusError",
     "CorpusFilters",
     "HubUnreachableError",
+    "ModelCardCallback",
     "Teacher",
     "__version__",
     "compute_teacher_embeddings",
     "load_corpus",
     "python_docs_corpus",
+    "save_model_card",
 ]

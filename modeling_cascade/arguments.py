@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-
 from transformers import TrainingArguments
 from transformers.utils import logging
 
 from .configuration_cascade import HEAD_TYPES, STRATEGIES
 from .data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
+from .embeddings import SHARD_SIZE
 from .teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
 
 
@@ -38,13 +38,47 @@ def parse_target_dims(text: str) -> list[int]:
         try:
             dim = int(entry)
         except ValueError:
-            raise ValueError(f"--target_dims entry {entry!r} is not an integer (got --target_dims {text!r}).") from None
+            raise ValueError(
+                f"--target_dims entry {entry!r} is not an integer (got --target_dims {text!r})."
+            ) from None
         if dim <= 0:
             raise ValueError(f"--target_dims entry {dim} must be a positive integer (got --target_dims {text!r}).")
         if dim in dims:
             raise ValueError(f"--target_dims lists {dim} twice (got --target_dims {text!r}).")
         dims.append(dim)
     return sorted(dims, reverse=True)
+
+
+def parse_kl_temperature(text: str, target_dims: str) -> dict[int, float] | None:
+    """Parse `--kl_temperature` into a temperature per `--target_dims` entry, or `None` for `auto`.
+
+    Raises:
+        `ValueError` naming the offending entry, or the count mismatch with `--target_dims`.
+    """
+    if str(text).strip().lower() == "auto":
+        return None
+    entries = [entry.strip() for entry in str(text).split(",")]
+    temperatures = []
+    for entry in entries:
+        try:
+            temperature = float(entry)
+        except ValueError:
+            raise ValueError(
+                f"--kl_temperature entry {entry!r} is not a number (got --kl_temperature {text!r}); give a number, "
+                "comma-separated numbers (one per --target_dims entry) or auto."
+            ) from None
+        if not temperature > 0:
+            raise ValueError(f"--kl_temperature entry {entry!r} must be > 0 (got --kl_temperature {text!r}).")
+        temperatures.append(temperature)
+    dims = [int(entry) for entry in str(target_dims).split(",") if entry.strip()]
+    if len(temperatures) == 1:
+        return dict.fromkeys(dims, temperatures[0])
+    if len(temperatures) != len(dims):
+        raise ValueError(
+            f"--kl_temperature {text!r} gives {len(temperatures)} temperatures for the {len(dims)} dims of "
+            f"--target_dims {target_dims!r}: give one temperature, or one per target dim."
+        )
+    return dict(zip(dims, temperatures, strict=True))
 
 
 def resolve_target_dims(dims: list[int], input_dim: int) -> list[int]:
@@ -69,28 +103,34 @@ class ModelArguments:
 
     target_dims: str = field(
         default=DEFAULT_TARGET_DIMS,
-        metadata={"help": "Comma-separated output dims; dims not below the teacher's size are dropped with a warning."},
+        metadata={
+            "help": "Comma-separated output dims; dims not below the teacher's size are dropped with a warning."
+        },
     )
     cascade_strategy: str = field(
-        default="nested",
+        default="direct",
         metadata={"help": f"How heads are laid out: one of {', '.join(STRATEGIES)}.", "choices": list(STRATEGIES)},
     )
-    head_type: str = field(
-        default="linear", metadata={"help": "Head architecture.", "choices": list(HEAD_TYPES)}
-    )
+    head_type: str = field(default="linear", metadata={"help": "Head architecture.", "choices": list(HEAD_TYPES)})
     mlp_hidden_dim: int | None = field(
         default=None, metadata={"help": "Hidden size of MLP heads (default: the teacher's dim)."}
     )
     similarity_loss_weight: float = field(
-        default=1.0, metadata={"help": "Weight of the MSE between batch cosine-similarity matrices."}
+        default=0.0, metadata={"help": "Weight of the MSE between batch cosine-similarity matrices."}
     )
     kl_loss_weight: float = field(
-        default=0.0, metadata={"help": "Weight of the KL term between softmax(similarity / kl_temperature) rows."}
+        default=1.0, metadata={"help": "Weight of the KL term between softmax(similarity / kl_temperature) rows."}
     )
     topk_loss_weight: float = field(
         default=0.0, metadata={"help": "Weight of the MSE on each row's teacher top-k neighbours."}
     )
-    kl_temperature: float = field(default=0.05, metadata={"help": "Temperature of the KL term."})
+    kl_temperature: str = field(
+        default="auto",
+        metadata={
+            "help": "Temperature of the KL term: one for every dim (0.05), one per --target_dims entry in the same "
+            "order (0.1,0.1,0.05,0.05), or auto (0.1 for dims >= 128, 0.05 below)."
+        },
+    )
     topk_neighbors: int = field(default=10, metadata={"help": "Neighbours per row in the top-k term."})
     embedding_model: str | None = field(
         default=None,
@@ -130,6 +170,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         self.target_dim_list = parse_target_dims(self.target_dims)
+        self.kl_temperature_by_dim = parse_kl_temperature(self.kl_temperature, self.target_dims)
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise ValueError(f"--embedding_dim must be a positive integer, got {self.embedding_dim}.")
         if self.max_length is not None and self.max_length < 1:
@@ -184,6 +225,13 @@ class DataArguments:
         default=None,
         metadata={"help": "Where filtered corpora and teacher embeddings are cached (default: the datasets cache)."},
     )
+    embedding_shard_size: int = field(
+        default=SHARD_SIZE,
+        metadata={
+            "help": "Most documents per cached shard of teacher embeddings: a killed run keeps its finished shards, "
+            "and the processes of a multi-process run embed different shards."
+        },
+    )
     val_split: float = field(
         default=0.1, metadata={"help": "Share of rows held out for validation (val_loss and the final evaluation)."}
     )
@@ -197,11 +245,21 @@ class DataArguments:
             raise ValueError(f"--shuffle_buffer_size must be >= 0, got {self.shuffle_buffer_size}.")
         if self.min_token_count < 0:
             raise ValueError(f"--min_token_count must be >= 0, got {self.min_token_count}.")
+        if self.embedding_shard_size < 1:
+            raise ValueError(f"--embedding_shard_size must be a positive integer, got {self.embedding_shard_size}.")
         if self.save_embeddings is not None and not self.save_embeddings.endswith(".npy"):
             raise ValueError(f"--save_embeddings must name a .npy file, got {self.save_embeddings!r}.")
         self.language_list = tuple(code.strip() for code in (self.languages or "").split(",") if code.strip())
         if self.languages is not None and not self.language_list:
             raise ValueError(f"--languages {self.languages!r} names no language; give codes such as en,fr.")
+
+
+def _accelerator_available() -> bool:
+    """Whether torch sees a GPU or another accelerator (CUDA, MPS, XPU, ...)."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 @dataclass
@@ -216,10 +274,10 @@ class CascadeTrainingArguments(TrainingArguments):
         metadata={"help": "Start over in an output_dir that holds a finished run (its models and checkpoints go)."},
     )
     num_train_epochs: float = field(
-        default=20.0, metadata={"help": "Number of training epochs.", "aliases": ["--epochs"]}
+        default=60.0, metadata={"help": "Number of training epochs.", "aliases": ["--epochs"]}
     )
     per_device_train_batch_size: int = field(
-        default=256,
+        default=1024,
         metadata={
             "help": "Training batch size per device; the losses compare all pairs within a batch.",
             "aliases": ["--train_batch_size"],
@@ -238,10 +296,18 @@ class CascadeTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="eval_loss", metadata={"help": "Metric that selects best_model/."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP: look for parameters without gradients (none: every head takes part in every step)."},
+    )
 
     def __post_init__(self) -> None:
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False
+        if not _accelerator_available():
+            # Say so to the Trainer: --bf16 then runs on the CPU, and processes started by torchrun / accelerate launch
+            # join one gloo group instead of each training alone.
+            self.use_cpu = True
         if self.per_device_eval_batch_size is None:
             self.per_device_eval_batch_size = self.per_device_train_batch_size
         super().__post_init__()

@@ -265,7 +265,7 @@ def _filtered_documents(
     if not kept:
         raise CorpusError(
             f"No documents left in corpus {source_name!r} after filtering ({filters.describe()}; {read} read, "
-            f"{empty} empty); relax the filters."
+            f"{empty} with an empty or whitespace-only {text_column!r}); relax the filters or check --text_column."
         )
     logger.debug(f"Read {read} documents, kept {kept}.")
 
@@ -284,7 +284,26 @@ def _read_error(source: CorpusSource, error: Exception) -> CorpusError:
     elif source.data_files:
         culprit = source.data_files[0]
     kind = f" as {source.builder}" if source.is_local else ""
+    line = _first_undecodable_line(culprit) if isinstance(error, UnicodeDecodeError) else None
+    if line is not None:
+        return CorpusError(
+            f"Could not read corpus file {culprit!r}{kind}: line {line} is not valid UTF-8 ({error}). Re-encode the "
+            "file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or drop that line."
+        )
     return CorpusError(f"Could not read corpus file {culprit!r}{kind}: {type(error).__name__}: {error}")
+
+
+def _first_undecodable_line(path: str) -> int | None:
+    """The number (from 1) of the first line of file `path` that is not valid UTF-8, or `None`."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def load_corpus(

@@ -128,6 +128,11 @@ class EvaluateArguments:
 def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
     """The folder holding the cascade: `model_dir` itself, or the `best_model/` (else `final_model/`) of a run."""
     path = Path(model_dir)
+    if path.is_file():
+        raise ValueError(
+            f"--model_dir {str(path)!r} is a file: pass the folder of a cascade (config.json and model.safetensors) or "
+            "a training run's output_dir. Pickled checkpoints (.pt, .bin) are never loaded."
+        )
     if not path.is_dir():
         raise FileNotFoundError(f"--model_dir {str(path)!r} does not exist.")
     for candidate in (path, *(path / name for name in RUN_MODEL_DIRS)):

@@ -1,9 +1,12 @@
-"""Safe file handling: atomic writes and validated loading of embedding matrices (never unpickling)."""
+"""Safe file handling: atomic writes, validated loading of embedding matrices (never unpickling), and the checks a
+checkpoint passes before a run resumes from it."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,10 @@ from transformers.utils import logging
 
 
 logger = logging.get_logger(__name__)
+
+NPY_MAGIC = b"\x93NUMPY"
+# Files the Trainer reads back with `torch.load(weights_only=True)` when it resumes from a checkpoint.
+TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 
 
 @contextlib.contextmanager
@@ -45,6 +52,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; swap it in for `path` only if the block finishes.
+
+    A run killed while saving a model therefore leaves the previous folder (or none), never a half-written one.
+
+    Args:
+        path (`str` or `os.PathLike`): Final location of the folder.
+
+    Example:
+
+    >>> with atomic_directory("/tmp/final_model") as folder:
+    ...     _ = (folder / "config.json").write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    previous = temporary.with_name(temporary.name + ".old")
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp creates 0700; give the folder the usual permissions
+        if path.exists():
+            os.replace(path, previous)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:
     """Write a float32 `.npy` file atomically."""
     path = Path(path)
@@ -54,12 +96,16 @@ def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(embeddings, dtype=np.float32))
 
 
-def load_embeddings(path: str | os.PathLike, expected_dim: int | None = None) -> np.ndarray:
+def load_embeddings(
+    path: str | os.PathLike, expected_dim: int | None = None, expected_by: str = "the expected dim"
+) -> np.ndarray:
     """Load and check a 2-D float `.npy` embedding matrix, refusing pickled objects.
 
     Args:
         path (`str` or `os.PathLike`): A `.npy` file of shape `(rows, dim)`.
         expected_dim (`int`, *optional*): Required number of columns (e.g. a cascade's `input_dim`).
+        expected_by (`str`, defaults to `"the expected dim"`): What requires `expected_dim`, for the error message
+            (e.g. `"--embedding_dim"` or `"the cascade's input_dim"`).
 
     Returns:
         `np.ndarray` of dtype float32.
@@ -73,6 +119,13 @@ def load_embeddings(path: str | os.PathLike, expected_dim: int | None = None) ->
         raise FileNotFoundError(f"Embeddings file not found: {str(path)!r}.")
     if path.suffix != ".npy":
         raise ValueError(f"{str(path)!r} is not a .npy file: embeddings must be a NumPy .npy matrix (rows x dim).")
+    with open(path, "rb") as handle:
+        magic = handle.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        raise ValueError(
+            f"{str(path)!r} is not a NumPy .npy file (it does not start with the .npy header): it is cut short or in "
+            "another format. Pickles and torch files are never loaded; save a float matrix with numpy.save."
+        )
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as error:
@@ -89,10 +142,69 @@ def load_embeddings(path: str | os.PathLike, expected_dim: int | None = None) ->
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{str(path)!r} has shape {array.shape}: it holds no embeddings.")
     if expected_dim is not None and array.shape[1] != expected_dim:
-        raise ValueError(f"{str(path)!r} has dim {array.shape[1]}, but {expected_dim} is expected.")
+        raise ValueError(f"{str(path)!r} has dim {array.shape[1]}, but {expected_by} is {expected_dim}.")
     array = np.array(array, dtype=np.float32)  # an in-memory, writable copy of the memory map
     bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad_rows.size:
         shown = ", ".join(str(row) for row in bad_rows[:5]) + (", ..." if bad_rows.size > 5 else "")
         raise ValueError(f"{str(path)!r} has {bad_rows.size} row(s) with NaN or inf values (rows {shown}).")
     return array
+
+
+def check_checkpoint_files(folder: str | os.PathLike, expected: dict[str, tuple[object, str]] | None = None) -> None:
+    """Refuse a checkpoint folder that a run should not resume from, before the Trainer opens any of its files.
+
+    The Trainer reloads a checkpoint's weights from `model.safetensors` and its optimizer, scheduler and RNG states
+    from `.pt`/`.pth` files with `torch.load(weights_only=True)`. Those files are checked here without running
+    anything: torch disassembles their pickles statically, and any reference to something other than tensors,
+    plain containers and numpy arrays (what the Trainer itself writes) is refused. The folder must also hold a
+    cascade's `config.json` and `model.safetensors`, and no pickled model weights.
+
+    Args:
+        folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
+        expected (`dict`, *optional*): config field -> (value this run uses, the flag that sets it); a checkpoint
+            whose config differs belongs to another run and is refused.
+
+    Raises:
+        `ValueError` naming the file (and the unsafe reference or the differing flag).
+    """
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Checkpoint {str(folder)!r} has no readable config.json ({error}).") from None
+    if not isinstance(config, dict) or config.get("model_type") != "cascade":
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        raise ValueError(
+            f"{str(config_file)!r} has model_type {model_type!r}: {str(folder)!r} is not a cascade checkpoint."
+        )
+    if not (folder / "model.safetensors").is_file():
+        raise ValueError(
+            f"Checkpoint {str(folder)!r} holds no model.safetensors; pickled weights (pytorch_model.bin) are never "
+            "loaded."
+        )
+    for pattern in TRAINER_STATE_PATTERNS:
+        for file in sorted(folder.glob(pattern)):
+            try:
+                with safe_globals():
+                    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+            except Exception as error:
+                raise ValueError(
+                    f"{str(file)!r} is not a readable torch file ({error}): the checkpoint is corrupt."
+                ) from None
+            if unsafe:
+                raise ValueError(
+                    f"{str(file)!r} references {unsafe}, which a Trainer checkpoint never holds: it is not from a "
+                    "training run of this package and is not loaded. Resume from your own checkpoint or start over."
+                )
+    for field_name, (value, flag) in (expected or {}).items():
+        if config.get(field_name) != value:
+            raise ValueError(
+                f"Checkpoint {str(folder)!r} belongs to another run: its config.json has {field_name} "
+                f"{config.get(field_name)!r}, but this run uses {value!r} ({flag}). Pass --overwrite_output_dir to "
+                "start over, or choose another --output_dir."
+            )

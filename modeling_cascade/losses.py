@@ -24,19 +24,38 @@ def similarity_mse_loss(teacher_similarity: torch.Tensor, student_similarity: to
     return (teacher_similarity - student_similarity)[off_diagonal].pow(2).mean()
 
 
+def row_log_probs(similarity: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(similarity / temperature) of each row, with the self-pair (the diagonal) given probability 0.
+
+    The diagonal is set to a finite logit far below the row's range (logits lie in [-1/T, 1/T] for cosines), so its
+    probability is exactly 0 in float32 while the log-probability stays finite and KL terms need no masking.
+    """
+    self_pairs = torch.eye(similarity.shape[0], dtype=torch.bool, device=similarity.device)
+    return F.log_softmax((similarity / temperature).masked_fill(self_pairs, -2.0 / temperature - 1e3), dim=-1)
+
+
 def similarity_kl_loss(
-    teacher_similarity: torch.Tensor, student_similarity: torch.Tensor, temperature: float
+    teacher_similarity: torch.Tensor,
+    student_similarity: torch.Tensor,
+    temperature: float,
+    teacher_log_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """KL(teacher || student) between the softmax(similarity / temperature) of each row, self-pairs excluded.
 
     It weighs the pairs that decide a ranking (each row's closest neighbours) far above the rest.
+
+    Args:
+        teacher_similarity (`torch.Tensor` of shape `(n, n)`): Cosine similarities under the teacher.
+        student_similarity (`torch.Tensor` of shape `(n, n)`): Cosine similarities under a head.
+        temperature (`float`): Softmax temperature.
+        teacher_log_probs (`torch.Tensor`, *optional*): `row_log_probs(teacher_similarity, temperature)`, when
+            already computed for another head.
     """
-    self_pairs = torch.eye(teacher_similarity.shape[0], dtype=torch.bool, device=teacher_similarity.device)
-    teacher_logits = (teacher_similarity / temperature).masked_fill(self_pairs, float("-inf"))
-    student_logits = (student_similarity / temperature).masked_fill(self_pairs, float("-inf"))
-    teacher_log_probs = F.log_softmax(teacher_logits, dim=-1).masked_fill(self_pairs, 0.0)
-    student_log_probs = F.log_softmax(student_logits, dim=-1).masked_fill(self_pairs, 0.0)
-    return (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(dim=-1).mean()
+    if teacher_log_probs is None:
+        teacher_log_probs = row_log_probs(teacher_similarity, temperature)
+    student_log_probs = row_log_probs(student_similarity, temperature)
+    divergence = F.kl_div(student_log_probs, teacher_log_probs, reduction="sum", log_target=True)
+    return divergence / teacher_similarity.shape[0]
 
 
 def topk_similarity_loss(teacher_similarity: torch.Tensor, student_similarity: torch.Tensor, k: int) -> torch.Tensor:
@@ -53,7 +72,7 @@ class CascadeLoss(torch.nn.Module):
 
     Args:
         config (`CascadeConfig`): Supplies the weights (`similarity_loss_weight`, `kl_loss_weight`,
-            `topk_loss_weight`), `kl_temperature` and `topk_neighbors`.
+            `topk_loss_weight`), the per-dim `kl_temperature` and `topk_neighbors`.
 
     Example:
 
@@ -69,20 +88,28 @@ class CascadeLoss(torch.nn.Module):
         self.config = config
 
     def forward(self, teacher_embeddings: torch.Tensor, head_embeddings: list[torch.Tensor]) -> torch.Tensor:
-        """Return the loss for one batch; computed in float32 whatever the autocast dtype."""
+        """Return the loss for one batch; computed in float32 whatever the autocast dtype.
+
+        Args:
+            teacher_embeddings (`torch.Tensor` of shape `(batch, input_dim)`): The batch under the teacher.
+            head_embeddings (`list[torch.Tensor]`): The batch under each head, in the order of `config.target_dims`.
+        """
         config = self.config
         with torch.autocast(device_type=teacher_embeddings.device.type, enabled=False):
             teacher_similarity = cosine_similarity_matrix(teacher_embeddings.float())
             total = teacher_embeddings.new_zeros((), dtype=torch.float32)
-            for embeddings in head_embeddings:
+            teacher_log_probs = {}  # per temperature: heads that share one share the teacher's softmax
+            for embeddings, temperature in zip(head_embeddings, config.kl_temperature, strict=True):
                 student_similarity = cosine_similarity_matrix(embeddings.float())
                 if config.similarity_loss_weight:
                     total = total + config.similarity_loss_weight * similarity_mse_loss(
                         teacher_similarity, student_similarity
                     )
                 if config.kl_loss_weight:
+                    if temperature not in teacher_log_probs:
+                        teacher_log_probs[temperature] = row_log_probs(teacher_similarity, temperature)
                     total = total + config.kl_loss_weight * similarity_kl_loss(
-                        teacher_similarity, student_similarity, config.kl_temperature
+                        teacher_similarity, student_similarity, temperature, teacher_log_probs[temperature]
                     )
                 if config.topk_loss_weight:
                     total = total + config.topk_loss_weight * topk_similarity_loss(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from huggingface_hub import constants as hub_constants
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
@@ -14,9 +18,54 @@ from transformers.utils import ModelOutput, logging
 from .configuration_cascade import CascadeConfig
 from .losses import CascadeLoss
 from .pca import pca_components
+from .teacher_encoder import check_texts, encode_texts, load_sentence_transformer
 
 
 logger = logging.get_logger(__name__)
+
+PROMPTS = ("query", "document")
+WEIGHTS_FILE = "model.safetensors"
+# Names that are files, never Hub ids: `from_pretrained` reports them missing instead of asking the Hub.
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".safetensors", ".json", ".npy")
+
+
+def _check_cascade_folder(path: Path) -> Path:
+    """The `model.safetensors` of the saved cascade in `path`; a `ValueError` naming the culprit for anything else.
+
+    Nothing in `path` is unpickled: a single file (such as a `.pt` pickle), another model type, or a folder whose only
+    weights are pickled (`pytorch_model.bin`) is refused before any weight is read.
+    """
+    if path.is_file():
+        raise ValueError(
+            f"{str(path)!r} is a file, not a saved cascade: pass the folder that save_pretrained wrote (config.json "
+            f"and {WEIGHTS_FILE}). Pickled checkpoints (.pt, .pth, .bin) are never loaded: they can run code."
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(
+            f"{str(path)!r} holds no config.json: it is not a saved cascade (a folder written by save_pretrained, "
+            "such as a training run's best_model/ or final_model/)."
+        )
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(
+            f"{str(config_file)!r} is not a valid JSON config ({error}): the folder is corrupt."
+        ) from None
+    if model_type != CascadeConfig.model_type:
+        raise ValueError(
+            f"{str(config_file)!r} has model_type {model_type!r}, not {CascadeConfig.model_type!r}: {str(path)!r} "
+            "holds another kind of model, not a cascade."
+        )
+    weights = path / WEIGHTS_FILE
+    sharded = (path / f"{WEIGHTS_FILE}.index.json").is_file()  # a large cascade saved as safetensors shards
+    if not weights.is_file() and not sharded:
+        pickled = sorted(file.name for file in path.iterdir() if file.suffix in (".bin", ".pt", ".pth", ".pkl"))
+        found = (
+            f" (it has {', '.join(pickled)}: pickled weights are never loaded, they can run code)" if pickled else ""
+        )
+        raise ValueError(f"{str(path)!r} holds no {WEIGHTS_FILE}{found}; save the cascade with save_pretrained.")
+    return weights
 
 
 @dataclass
@@ -79,6 +128,55 @@ class CascadePreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained` that loads only a cascade, and only from safetensors.
+
+        A local folder is checked first (see `_check_cascade_folder`): a `.pt` file, another model type or pickled
+        weights are refused and never unpickled; corrupt weights raise a `ValueError` naming the file. A Hub id that
+        cannot be fetched (offline, not cached) raises an `OSError` naming it and the offline options.
+        """
+        kwargs.setdefault("use_safetensors", True)
+        source = str(pretrained_model_name_or_path)
+        path = Path(source).expanduser()
+        if path.exists():
+            weights = _check_cascade_folder(path)
+            try:
+                return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            except SafetensorError as error:
+                raise ValueError(
+                    f"{str(weights)!r} is not a readable safetensors file ({error}): the checkpoint is corrupt or "
+                    "cut short; save the cascade again."
+                ) from None
+            except RuntimeError as error:
+                if "mismatched" not in str(error):
+                    raise
+                raise ValueError(
+                    f"The weights in {str(weights)!r} do not have the shapes its config.json describes: the folder "
+                    "mixes files of different cascades; save the cascade again."
+                ) from None
+        if source.startswith((".", "/", "~")) or path.suffix in FILE_SUFFIXES:
+            raise FileNotFoundError(
+                f"{source!r} does not exist: pass a folder written by save_pretrained or a Hub id."
+            )
+        try:  # with the package installed, an unreachable Hub is detected in seconds instead of after retries
+            from modeling_cascade.offline import ensure_hub_or_offline
+        except ImportError:
+            pass
+        else:
+            ensure_hub_or_offline()
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except OSError as error:
+            if not hub_constants.HF_HUB_OFFLINE:
+                raise
+            raise OSError(
+                f"Cannot load the cascade {source!r}: the Hugging Face Hub cannot be reached (offline mode, "
+                "HF_HUB_OFFLINE=1) and it is not in the local cache. Offline options: a local folder written by "
+                "save_pretrained (e.g. a training run's output_dir/best_model), or a model already in the Hugging "
+                "Face cache (download it where the Hub is reachable)."
+            ) from error
+
 
 class CascadeModel(CascadePreTrainedModel):
     """Maps teacher embeddings to every target dim of the cascade; each output is L2-normalised.
@@ -105,13 +203,16 @@ class CascadeModel(CascadePreTrainedModel):
         if config.strategy == "nested":
             in_out = [(config.input_dim, dims[0])]
         elif config.strategy == "chained":
-            in_out = list(zip([config.input_dim, *dims[:-1]], dims))
+            in_out = list(zip([config.input_dim, *dims[:-1]], dims, strict=True))
         else:
             in_out = [(config.input_dim, dim) for dim in dims]
         self.heads = nn.ModuleList(
             CascadeHead(in_dim, out_dim, config.head_type, config.mlp_hidden_dim) for in_dim, out_dim in in_out
         )
         self.criterion = CascadeLoss(config)
+        # The teacher that `encode` loads on first use; kept in a dict so that it is not registered as a submodule
+        # (its weights are not part of the cascade's state dict).
+        self._teacher_cache: dict = {}
         self.post_init()
 
     def _prepare_inputs(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -132,7 +233,7 @@ class CascadeModel(CascadePreTrainedModel):
         if self.config.strategy == "direct":
             return {dim: self.heads[target_dims.index(dim)](inputs) for dim in dims}
         outputs, hidden = {}, inputs
-        for dim, head in zip(target_dims, self.heads):
+        for dim, head in zip(target_dims, self.heads, strict=True):
             hidden = head(hidden)
             outputs[dim] = hidden
             if len(outputs) == len(target_dims) or all(d in outputs for d in dims):
@@ -190,6 +291,84 @@ class CascadeModel(CascadePreTrainedModel):
         self.train(was_training)
         return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
+    def encode(
+        self,
+        texts: str | list[str],
+        dim: int | None = None,
+        prompt: str = "query",
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embed texts with the teacher this cascade was distilled from, then project them to `dim`.
+
+        The teacher named in the config (`teacher_model` at `teacher_revision`, with `teacher_pooling` and
+        `teacher_max_length`) is loaded on the first call, on the cascade's device, and kept. Texts get the prefix
+        their kind was given in training (`query_prefix` or `document_prefix`), so queries and documents land where
+        the cascade expects them.
+
+        Args:
+            texts (`str` or `list[str]`): The texts to embed.
+            dim (`int`, *optional*): One of `config.target_dims`; defaults to the largest.
+            prompt (`str`, defaults to `"query"`): `"query"` or `"document"`: which prefix to prepend.
+            batch_size (`int`, defaults to 32): Texts per teacher forward pass.
+            show_progress_bar (`bool`, defaults to `False`): Show the teacher's progress bar.
+
+        Returns:
+            `np.ndarray` of shape `(len(texts), dim)`: L2-normalised float32 rows.
+
+        Raises:
+            `ValueError` when the config names no teacher, for an unknown `prompt` or `dim`, or when the teacher's
+            output size differs from `config.input_dim`.
+        """
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}.")
+        dim = self._check_dim(dim)
+        texts = check_texts([texts] if isinstance(texts, str) else texts)  # before the teacher loads
+        teacher = self._load_teacher()
+        prefix = self.config.query_prefix if prompt == "query" else self.config.document_prefix
+        embeddings = encode_texts(teacher, texts, prefix, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if embeddings.shape[1] != self.config.input_dim:
+            raise ValueError(
+                f"The teacher {self.config.teacher_model!r} makes {embeddings.shape[1]}-dim embeddings, but this "
+                f"cascade reads {self.config.input_dim}-dim ones: config.teacher_model must name the teacher the "
+                "cascade was trained on."
+            )
+        return self.project(embeddings, dim)
+
+    def _load_teacher(self):
+        """The teacher's `SentenceTransformer`, loaded once and kept on the cascade's device."""
+        device = self.heads[0].projection.weight.device
+        teacher = self._teacher_cache.get("model")
+        if teacher is None:
+            name = self.config.teacher_model
+            if not name:
+                raise ValueError(
+                    "This cascade's config names no teacher (teacher_model is None): it was trained from "
+                    "pre-generated embeddings without --embedding_model. Embed the texts with the teacher that made "
+                    "those embeddings and call project(embeddings, dim), or set config.teacher_model (and "
+                    "teacher_pooling, teacher_max_length, query_prefix, document_prefix) to that teacher."
+                )
+            revision = self.config.teacher_revision
+            try:
+                # With the package installed, names resolve as in training (packaged teachers, offline fallbacks).
+                from modeling_cascade.teacher import resolve_teacher_name
+            except ImportError:  # this file was loaded from a saved folder (trust_remote_code) without the package
+                pass
+            else:
+                name = resolve_teacher_name(name, revision)
+            logger.info(f"Loading the teacher {name} to embed texts for the cascade")
+            teacher = load_sentence_transformer(
+                name,
+                revision=revision,
+                pooling=self.config.teacher_pooling,
+                max_length=self.config.teacher_max_length,
+                device=str(device),
+            )
+            self._teacher_cache["model"] = teacher
+        elif teacher.device != device:
+            teacher.to(device)
+        return teacher
+
     def _check_dim(self, dim: int | None) -> int:
         if dim is None:
             return self.config.target_dims[0]
@@ -215,5 +394,9 @@ class CascadeModel(CascadePreTrainedModel):
             if self.config.strategy == "chained":
                 inputs = head(inputs)
 
+
+# `save_pretrained` copies this file and the ones it imports relatively into the saved folder, so the folder loads
+# with `AutoModel.from_pretrained(folder, trust_remote_code=True)` where this package is not installed.
+CascadeModel.register_for_auto_class("AutoModel")
 
 __all__ = ["CascadeModel", "CascadeModelOutput", "CascadePreTrainedModel"]

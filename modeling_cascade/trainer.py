@@ -35,12 +35,16 @@ class EpochLogCallback(TrainerCallback):
         if logs and "loss" in logs:
             self.train_loss = float(logs["loss"])
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **kwargs):
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **kwargs
+    ):
         if not state.is_world_process_zero or not metrics or "eval_loss" not in metrics:
             return
         train_loss = f"{self.train_loss:.5f}" if self.train_loss is not None else "n/a"
         epoch = int(round(state.epoch or 0))
-        logger.info(f"Epoch {epoch}/{int(np.ceil(args.num_train_epochs))}: train_loss={train_loss}, val_loss={metrics['eval_loss']:.5f}")
+        logger.info(
+            f"Epoch {epoch}/{int(np.ceil(args.num_train_epochs))}: train_loss={train_loss}, val_loss={metrics['eval_loss']:.5f}"
+        )
 
 
 @dataclass

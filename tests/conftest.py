@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; CASCADE_SHARED_DATA points elsewhere (e.g. a copy carried to a GPU machine).
+SHARED_DATA = Path(os.environ.get("CASCADE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SCIFACT_MINILM = SHARED_DATA / "embeddings" / "scifact_corpus_all-MiniLM-L6-v2.npy"
 COMMON_CORPUS_SAMPLE = SHARED_DATA / "common_corpus_sample" / "common_corpus_sample.parquet"
 

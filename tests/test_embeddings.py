@@ -71,19 +71,41 @@ def test_cache_key_covers_texts_prefix_and_teacher(corpus, teacher, tiny_teacher
     assert shorter.texts == corpus.num_rows
 
 
-def test_shards_are_gathered_in_order_and_resumed(corpus, teacher, tmp_path, monkeypatch):
+def test_shards_are_gathered_in_order_and_resumed(corpus, teacher, tmp_path, caplog):
+    caplog.set_level("INFO", logger="modeling_cascade")
     unsharded = compute_teacher_embeddings(corpus, teacher, cache_dir=tmp_path / "one")
-    monkeypatch.setattr(embeddings_module, "SHARD_SIZE", 50)
     counting = CountingTeacher(teacher)
-    sharded = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three")
+    sharded = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three", shard_size=50)
     np.testing.assert_allclose(sharded, unsharded, atol=1e-5)
     shards = sorted((tmp_path / "three").rglob("shard-*.arrow"))
     assert [shard.name for shard in shards] == [f"shard-0000{index}-of-00003.arrow" for index in range(3)]
+    # shards are dealt like cards from the longest text down, so each holds long and short texts alike
+    lengths = np.array([len(text) for text in corpus["text"]])
+    shard_lengths = [np.sort(lengths)[::-1][index::3] for index in range(3)]
+    assert max(part.sum() for part in shard_lengths) < 1.2 * min(part.sum() for part in shard_lengths)
+
     shards[1].unlink()  # as if the run had been killed while embedding the second shard
     counting.texts = 0
-    resumed = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three")
-    assert counting.texts == 50
+    resumed = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three", shard_size=50)
+    assert counting.texts == 40  # rows 1, 4, 7, ... of the 120
     np.testing.assert_array_equal(resumed, sharded)
+    assert "Resuming teacher embeddings: 2 of 3 shards are cached" in caplog.text
+
+    # a complete cache serves any shard size (and number of processes); a damaged shard is recomputed, with a warning
+    counting.texts = 0
+    np.testing.assert_array_equal(compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three"), sharded)
+    assert counting.texts == 0
+    shards[2].write_bytes(b"not arrow")
+    np.testing.assert_array_equal(compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "three"), sharded)
+    assert counting.texts == 40
+    assert f"Ignoring cached embedding shard {shards[2]}: unreadable" in caplog.text
+
+
+def test_shard_count():
+    assert [embeddings_module.shard_count(rows, 100) for rows in (1, 100, 101, 1000)] == [1, 1, 2, 10]
+    assert [embeddings_module.shard_count(rows, 100, num_processes=4) for rows in (2, 100, 401)] == [2, 4, 8]
+    with pytest.raises(ValueError, match="shard size must be a positive integer, got 0"):
+        embeddings_module.shard_count(10, 0)
 
 
 def test_bad_texts_and_dims(teacher, tmp_path):

@@ -29,7 +29,10 @@ def test_atomic_path_keeps_old_file_when_write_fails(tmp_path):
         (np.zeros(4, dtype=np.float32), r"has shape \(4,\): embeddings must be 2-D"),
         (np.zeros((3, 4), dtype=np.int64), "dtype int64: embeddings must be floating point"),
         (np.zeros((0, 4), dtype=np.float32), "holds no embeddings"),
-        (np.array([[0.0, 1.0], [np.nan, 1.0], [np.inf, 0.0]], dtype=np.float32), r"2 row\(s\) with NaN or inf values \(rows 1, 2\)"),
+        (
+            np.array([[0.0, 1.0], [np.nan, 1.0], [np.inf, 0.0]], dtype=np.float32),
+            r"2 row\(s\) with NaN or inf values \(rows 1, 2\)",
+        ),
     ],
 )
 def test_bad_matrices_are_refused_with_the_reason(tmp_path, array, message):
@@ -52,5 +55,5 @@ def test_missing_file_wrong_suffix_and_pickles(tmp_path):
 
 def test_expected_dim_is_checked(tmp_path):
     np.save(tmp_path / "e.npy", np.zeros((2, 4), dtype=np.float32))
-    with pytest.raises(ValueError, match="has dim 4, but 8 is expected"):
+    with pytest.raises(ValueError, match="has dim 4, but the expected dim is 8"):
         load_embeddings(tmp_path / "e.npy", expected_dim=8)

@@ -49,3 +49,15 @@ def test_cascade_loss_is_zero_when_heads_keep_geometry():
     assert CascadeLoss(config)(teacher, [teacher @ rotation]).item() == pytest.approx(0.0, abs=1e-5)
     assert cosine_similarity_matrix(teacher).diagonal().allclose(torch.ones(20))
     assert CascadeLoss(config)(teacher, [teacher[:, :8]]).item() > 0.01
+
+
+def test_each_head_uses_its_own_temperature():
+    teacher = torch.randn(24, 16, generator=torch.Generator().manual_seed(0))
+    heads = [teacher[:, :8], teacher[:, :4]]
+    config = CascadeConfig(input_dim=16, target_dims=[8, 4], kl_temperature=[0.1, 0.05])
+    similarity = cosine_similarity_matrix(teacher)
+    expected = sum(
+        similarity_kl_loss(similarity, cosine_similarity_matrix(head), temperature)
+        for head, temperature in zip(heads, (0.1, 0.05), strict=True)
+    )
+    assert CascadeLoss(config)(teacher, heads).item() == pytest.approx(expected.item() / 2, rel=1e-5)

@@ -26,11 +26,13 @@ class CascadeModelTester:
         model = CascadeModel(config).eval()
         output = model(inputs)
         assert isinstance(output, CascadeModelOutput)
-        assert [tuple(t.shape) for t in output.cascade_embeddings] == [(self.batch_size, d) for d in config.target_dims]
+        assert [tuple(t.shape) for t in output.cascade_embeddings] == [
+            (self.batch_size, d) for d in config.target_dims
+        ]
         for tensor in output.cascade_embeddings:
             torch.testing.assert_close(tensor.norm(dim=-1), torch.ones(self.batch_size))
         assert output.loss is not None and output.loss.ndim == 0 and output.loss.item() > 0
-        for dim, tensor in zip(config.target_dims, output.cascade_embeddings):
+        for dim, tensor in zip(config.target_dims, output.cascade_embeddings, strict=True):
             torch.testing.assert_close(model.embed(inputs, dim), tensor)
         return model
 
@@ -54,7 +56,11 @@ def test_heads_per_strategy():
         config, _ = tester.prepare_config_and_inputs(strategy=strategy)
         model = CascadeModel(config)
         layouts[strategy] = [tuple(head.projection.weight.shape) for head in model.heads]
-    assert layouts == {"direct": [(8, 16), (4, 16), (2, 16)], "chained": [(8, 16), (4, 8), (2, 4)], "nested": [(8, 16)]}
+    assert layouts == {
+        "direct": [(8, 16), (4, 16), (2, 16)],
+        "chained": [(8, 16), (4, 8), (2, 4)],
+        "nested": [(8, 16)],
+    }
 
 
 def test_no_loss_when_not_asked_and_tuple_output():
@@ -94,10 +100,19 @@ def test_save_load_identity_and_automodel(tmp_path):
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    # weights, config, and the code that loads them without this package (see tests/test_remote_code.py)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "configuration_cascade.py",
+        "losses.py",
+        "model.safetensors",
+        "modeling_cascade.py",
+        "pca.py",
+        "teacher_encoder.py",
+    ]
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, CascadeModel)
-    for expected, actual in zip(model(inputs).cascade_embeddings, loaded(inputs).cascade_embeddings):
+    for expected, actual in zip(model(inputs).cascade_embeddings, loaded(inputs).cascade_embeddings, strict=True):
         torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 

@@ -27,7 +27,12 @@ def test_main_writes_models_curve_and_results(tmp_path, embeddings_file, caplog)
     caplog.set_level("INFO")
     metrics = run(tmp_path, embeddings_file, "--cascade_strategy", "direct")
     out = tmp_path / "out"
-    for name in ("best_model/model.safetensors", "final_model/model.safetensors", "learning_curve.png", "all_results.json"):
+    for name in (
+        "best_model/model.safetensors",
+        "final_model/model.safetensors",
+        "learning_curve.png",
+        "all_results.json",
+    ):
         assert (out / name).is_file(), name
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "all_results.json").read_text())
@@ -76,7 +81,10 @@ def test_finished_run_is_not_clobbered(tmp_path, embeddings_file):
 )
 def test_bad_target_dims(tmp_path, embeddings_file, target_dims, message):
     with pytest.raises(ValueError, match=message):
-        run_distillation.main(["--input_file", str(embeddings_file), "--output_dir", str(tmp_path), "--target_dims", target_dims])
+        run_distillation.main(
+            ["--input_file", str(embeddings_file), "--output_dir", str(tmp_path), "--target_dims", target_dims,
+             "--train_batch_size", "128"]
+        )  # fmt: skip
 
 
 def test_bad_input_files(tmp_path):
@@ -86,5 +94,26 @@ def test_bad_input_files(tmp_path):
     with pytest.raises(ValueError, match="must be 2-D"):
         run_distillation.main(["--input_file", str(tmp_path / "flat.npy"), "--output_dir", str(tmp_path / "o")])
     np.save(tmp_path / "few.npy", np.random.default_rng(0).normal(size=(50, 32)).astype(np.float32))
-    with pytest.raises(ValueError, match="50 rows are too few.*--train_batch_size 256"):
-        run_distillation.main(["--input_file", str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "o"), "--target_dims", "8"])
+    with pytest.raises(ValueError, match="50 rows are too few.*--train_batch_size 1024"):
+        run_distillation.main(
+            ["--input_file", str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "o"), "--target_dims", "8"]
+        )
+
+
+def test_default_loss_and_kl_temperature_flag(tmp_path, embeddings_file):
+    embeddings = np.load(embeddings_file)
+
+    def config(*extra: str):
+        argv = ["--input_file", str(embeddings_file), "--output_dir", str(tmp_path), "--target_dims", "768,256,64,16"]
+        model_args = run_distillation.parse_args([*argv, *extra])[0]
+        return run_distillation.build_model(model_args, embeddings.shape[1], embeddings).config
+
+    default = config()
+    assert (default.strategy, default.kl_loss_weight, default.similarity_loss_weight) == ("direct", 1.0, 0.0)
+    assert default.kl_temperature == [0.1, 0.05, 0.05]
+    assert config("--kl_temperature", "0.3,0.2,0.1,0.05").kl_temperature == [0.2, 0.1, 0.05]  # 768 is dropped
+    assert config("--kl_temperature", "0.07").kl_temperature == [0.07] * 3
+    with pytest.raises(ValueError, match="gives 2 temperatures for the 4 dims"):
+        config("--kl_temperature", "0.1,0.05")
+    with pytest.raises(ValueError, match="entry 'cold' is not a number"):
+        config("--kl_temperature", "cold")

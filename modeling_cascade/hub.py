@@ -1,0 +1,129 @@
+"""Publishing a trained cascade on the Hugging Face Hub: its best model folder, with its card, code and images.
+
+`--push_to_hub` would make the `Trainer` create the repo and upload `output_dir` after every checkpoint (the latest
+epoch's weights, a pickled `training_args.bin`, its own generic card). A cascade run instead pushes one thing, once:
+`best_model/` as `save_pretrained` and the card writer left it (`config.json`, `model.safetensors`, the code that
+loads it with `trust_remote_code=True`, `README.md`, the images the card links). [`prepare_hub_push`] checks the Hub
+and creates the repo before training, so a wrong token or repo name fails in seconds rather than after the run, and
+switches the Trainer's own pushes off; [`push_model_folder`] uploads the folder at the end with `huggingface_hub`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import constants as hub_constants
+from transformers import TrainingArguments
+from transformers.utils import logging
+
+from .offline import HubUnreachableError, hub_is_reachable, is_offline
+
+
+logger = logging.get_logger(__name__)
+
+# Left out of a push: hidden files, such as what an interrupted atomic write leaves (`.README.md.*.tmp`).
+HIDDEN_FILES = [".*"]
+
+
+@dataclass
+class HubTarget:
+    """Where a run publishes its best model.
+
+    Args:
+        repo_id (`str`): The model repo, `owner/name` once created.
+        token (`str`, *optional*): Token with write access (`--hub_token`); the saved login or `HF_TOKEN` when `None`.
+        private (`bool`, *optional*): Create the repo private (`--hub_private_repo`); ignored if it exists.
+        revision (`str`, *optional*): Branch to push to (`--hub_revision`); the default branch when `None`.
+
+    Example:
+
+    >>> target = HubTarget(repo_id="user/my-cascade")
+    >>> target.url
+    'https://huggingface.co/user/my-cascade'
+    """
+
+    repo_id: str
+    token: str | None = None
+    private: bool | None = None
+    revision: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The repo's page on the Hub endpoint in use."""
+        return f"{hub_constants.ENDPOINT}/{self.repo_id}"
+
+
+def prepare_hub_push(training_args: TrainingArguments) -> HubTarget | None:
+    """For `--push_to_hub`: check that the Hub can be reached, create the repo, and turn the Trainer's pushes off.
+
+    The repo is `--hub_model_id`, or the output_dir's name under the token's account (as the Trainer names it). Only
+    the main process creates it. Afterwards `training_args.push_to_hub` is `False`, so the Trainer neither pushes
+    checkpoints nor writes its own card; [`push_model_folder`] pushes the best model at the end.
+
+    Args:
+        training_args (`TrainingArguments`): The run's arguments (changed in place as described).
+
+    Returns:
+        The [`HubTarget`], or `None` without `--push_to_hub`.
+
+    Raises:
+        [`HubUnreachableError`] when offline mode is on or the Hub cannot be reached: nothing is trained.
+    """
+    if not training_args.push_to_hub:
+        return None
+    if is_offline() or not hub_is_reachable():
+        raise HubUnreachableError(
+            f"--push_to_hub needs the Hugging Face Hub ({hub_constants.ENDPOINT}), which cannot be reached "
+            f"{'(HF_HUB_OFFLINE is set)' if is_offline() else ''}. Nothing was trained: run without --push_to_hub and "
+            "upload the best model later with `hf upload <repo_id> <output_dir>/best_model`."
+        )
+    target = HubTarget(
+        repo_id=training_args.hub_model_id or Path(training_args.output_dir).absolute().name,
+        token=training_args.hub_token,
+        private=training_args.hub_private_repo,
+        revision=training_args.hub_revision,
+    )
+    if training_args.should_save:
+        api = HfApi(token=target.token)
+        target.repo_id = api.create_repo(target.repo_id, private=target.private, exist_ok=True).repo_id
+        logger.info(f"Hub repo {target.url} is ready: best_model/ and its card are pushed there after training")
+    training_args.push_to_hub = False
+    return target
+
+
+def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str = "Upload cascade") -> CommitInfo:
+    """Upload the files of a saved model folder (hidden ones left out) to the repo in one commit.
+
+    Args:
+        folder (`str` or `Path`): The folder (e.g. `output_dir/best_model`).
+        target (`HubTarget`): The repo, token and branch.
+        commit_message (`str`, defaults to `"Upload cascade"`): The commit's title.
+
+    Raises:
+        `FileNotFoundError` for a folder without `config.json`; `RuntimeError` naming the repo, the folder and how to
+        push it later when the upload fails (auth, network); the local folder is untouched either way.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{str(folder)!r} holds no saved model (no config.json): nothing to push.")
+    api = HfApi(token=target.token)
+    try:
+        commit = api.upload_folder(
+            repo_id=target.repo_id,
+            folder_path=folder,
+            commit_message=commit_message,
+            revision=target.revision,
+            ignore_patterns=HIDDEN_FILES,
+        )
+    except Exception as error:
+        raise RuntimeError(
+            f"Pushing {folder} to {target.url} failed ({type(error).__name__}: {error}). The model and its card are "
+            f"saved in {folder}: push them later with `hf upload {target.repo_id} {folder}`."
+        ) from error
+    logger.info(f"Pushed {folder} to {target.url} ({commit.oid})")
+    return commit
+
+
+__all__ = ["HubTarget", "prepare_hub_push", "push_model_folder"]

@@ -1,0 +1,102 @@
+"""Resuming a killed run: find the newest checkpoint the Trainer finished writing, and report the whole run's loss.
+
+The Trainer writes a checkpoint in place (weights, optimizer, scheduler, RNG states) and its `trainer_state.json`
+last, so a run killed while saving leaves a `checkpoint-N/` without that file (or with a cut-short one);
+`get_last_checkpoint` would pick it and the resumed run would crash on it. The Trainer's `train_loss` also averages only the steps of the call that
+ran them, so after a resume it would differ from an uninterrupted run's; [`whole_run_train_loss`] restores it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from transformers import TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether the Trainer finished writing checkpoint folder `path`: its `trainer_state.json`, written last, reads."""
+    try:
+        TrainerState.load_from_json(str(Path(path) / TRAINER_STATE_NAME))
+    except (OSError, ValueError, TypeError):  # missing, or cut short by the kill (an empty or partial file)
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N/` in `output_dir` that the Trainer finished writing, or `None`.
+
+    Newer, incomplete checkpoints (a run killed while saving) are skipped with a warning; the resumed run writes them
+    again when it reaches their step.
+
+    Example:
+
+    >>> last_complete_checkpoint("models/common_corpus")  # doctest: +SKIP
+    'models/common_corpus/checkpoint-120'
+    """
+    steps = {}
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_PATTERN.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            steps[int(match[1])] = os.path.join(output_dir, name)
+    for step in sorted(steps, reverse=True):
+        if is_complete_checkpoint(steps[step]):
+            return steps[step]
+        logger.warning(
+            f"Skipping {steps[step]}: it has no readable {TRAINER_STATE_NAME}, so the run was stopped while writing it."
+        )
+    return None
+
+
+def check_checkpoint(path: str) -> str:
+    """Return `path` when it is a complete checkpoint; raise `ValueError` naming it (and what to do) otherwise."""
+    if not os.path.isdir(path):
+        raise ValueError(f"--resume_from_checkpoint {path!r} is not a folder: name a checkpoint-N/ folder of a run.")
+    if not is_complete_checkpoint(path):
+        parent = os.path.dirname(os.path.normpath(path)) or "."
+        latest = last_complete_checkpoint(parent)
+        hint = f"; the newest complete one is {latest!r}" if latest else ""
+        raise ValueError(
+            f"--resume_from_checkpoint {path!r} is incomplete (no readable {TRAINER_STATE_NAME}: the run was stopped "
+            f"while writing it){hint}."
+        )
+    return path
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The global step a checkpoint was saved at (0 for `None`); read it before training rotates the folder away."""
+    if checkpoint is None:
+        return 0
+    return TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).global_step
+
+
+def whole_run_train_loss(state: TrainerState, train_loss: float, resumed_step: int) -> float:
+    """The mean training loss per step over the whole run, also when this call resumed it from a checkpoint.
+
+    The steps before the resume come from the losses logged up to the checkpoint (weighted by their steps), the others
+    from the Trainer's `train_loss` of this call. When the logs do not reach the checkpoint's step exactly (logging and
+    saving at different steps), the Trainer's value is kept.
+
+    Args:
+        state (`TrainerState`): The state after training (its `log_history` holds the logs from before the resume).
+        train_loss (`float`): The Trainer's `train_loss` of this call.
+        resumed_step (`int`): The step this call resumed from ([`checkpoint_step`]), 0 when it started afresh.
+    """
+    logged = [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry and "step" in entry]
+    logged = [(step, loss) for step, loss in logged if step <= resumed_step]
+    if not resumed_step or not logged or logged[-1][0] != resumed_step or state.global_step <= resumed_step:
+        return train_loss
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total += loss * (step - previous)
+        previous = step
+    return (total + train_loss * (state.global_step - resumed_step)) / state.global_step

@@ -1,0 +1,247 @@
+"""`--push_to_hub` against a local stand-in for the Hub: an HTTP server on 127.0.0.1 (a thread of this test) that
+answers the endpoints `huggingface_hub` calls to create a repo and upload a folder, and keeps what arrives.
+
+The client side is the real one (`HfApi.create_repo`, `HfApi.upload_folder`) with `HF_ENDPOINT` pointing at the
+server. Uploads take the plain HTTP path (`HF_HUB_DISABLE_XET`): preupload, the LFS batch API with a basic PUT
+transfer and a verify call for large-file types, and the ndjson commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub import constants as hub_constants
+
+import run_distillation
+from modeling_cascade.hub import HubTarget, push_model_folder
+from modeling_cascade.offline import HubUnreachableError
+
+
+TOKEN = "hf_local_test_token"
+REPO_ID = "cascade-user/tiny-cascade"
+LFS_SUFFIXES = (".safetensors", ".png")
+
+
+class FakeHub(ThreadingHTTPServer):
+    """Repo creation, YAML validation, preupload, LFS batch + upload + verify, and commits; everything recorded."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeHubHandler)
+        self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
+        self.requests: list[tuple[str, str]] = []
+        self.authorizations: set[str | None] = set()
+        self.created_repos: list[dict] = []
+        self.lfs_objects: dict[str, bytes] = {}
+        self.commits: list[dict] = []
+        self.files: dict[str, bytes] = {}
+        self.unexpected: list[tuple[str, str]] = []
+
+
+class FakeHubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeHub
+
+    def log_message(self, format, *args) -> None:  # keep the test output clean
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                if size == 0:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def _reply(self, status: int, payload=None, content_type: str = "application/json") -> None:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.server.requests.append(("HEAD", self.path))
+        self._reply(200)
+
+    def do_PUT(self) -> None:
+        self.server.requests.append(("PUT", self.path))
+        body = self._body()
+        oid = self.path.rsplit("/", 1)[-1]
+        if not self.path.startswith("/lfs-upload/") or hashlib.sha256(body).hexdigest() != oid:
+            self.server.unexpected.append(("PUT", self.path))
+            return self._reply(400, {"error": "bad upload"})
+        self.server.lfs_objects[oid] = body
+        self._reply(200)
+
+    def do_POST(self) -> None:
+        self.server.requests.append(("POST", self.path))
+        self.server.authorizations.add(self.headers.get("Authorization"))
+        body = self._body()
+        path = self.path.split("?")[0]
+        endpoint = self.server.endpoint
+        if path == "/api/repos/create":
+            payload = json.loads(body)
+            self.server.created_repos.append(payload)
+            return self._reply(200, {"url": f"{endpoint}/{payload['organization']}/{payload['name']}"})
+        if path == "/api/validate-yaml":
+            content = json.loads(body)["content"]
+            try:
+                yaml.safe_load(content.split("---")[1])
+            except Exception as error:
+                return self._reply(400, {"errors": [{"message": str(error)}]})
+            return self._reply(200, {"errors": [], "warnings": []})
+        if re.fullmatch(rf"/api/models/{REPO_ID}/preupload/main", path):
+            files = json.loads(body)["files"]
+            modes = [
+                {"path": file["path"], "uploadMode": "lfs" if file["path"].endswith(LFS_SUFFIXES) else "regular"}
+                for file in files
+            ]
+            return self._reply(200, {"files": [{**mode, "shouldIgnore": False} for mode in modes]})
+        if path == f"/{REPO_ID}.git/info/lfs/objects/batch":
+            objects = json.loads(body)["objects"]
+            actions = [
+                {
+                    "oid": item["oid"],
+                    "size": item["size"],
+                    "actions": {
+                        "upload": {"href": f"{endpoint}/lfs-upload/{item['oid']}"},
+                        "verify": {"href": f"{endpoint}/lfs-verify"},
+                    },
+                }
+                for item in objects
+            ]
+            return self._reply(200, {"transfer": "basic", "objects": actions}, "application/vnd.git-lfs+json")
+        if path == "/lfs-verify":
+            return self._reply(200 if json.loads(body)["oid"] in self.server.lfs_objects else 404, {})
+        if path == f"/api/models/{REPO_ID}/commit/main":
+            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            self.server.commits.append(lines[0]["value"])
+            for line in lines[1:]:
+                value = line["value"]
+                if line["key"] == "file":
+                    self.server.files[value["path"]] = base64.b64decode(value["content"])
+                elif line["key"] == "lfsFile":
+                    self.server.files[value["path"]] = self.server.lfs_objects[value["oid"]]
+            oid = hashlib.sha1(body).hexdigest()
+            return self._reply(200, {"commitUrl": f"{endpoint}/{REPO_ID}/commit/{oid}", "commitOid": oid})
+        self.server.unexpected.append(("POST", self.path))
+        self._reply(404, {"error": f"unexpected {self.path}"})
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """The local Hub, running in a thread, with the HF libraries pointed at it and online."""
+    import datasets
+
+    server = FakeHub()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", server.endpoint)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def train(tmp_path: Path, embeddings_file: Path, *extra: str) -> Path:
+    argv = [
+        "--input_file", str(embeddings_file),
+        "--output_dir", str(tmp_path / "out"),
+        "--target_dims", "64,16",
+        "--epochs", "2",
+        "--train_batch_size", "128",
+        *extra,
+    ]  # fmt: skip
+    run_distillation.main(argv)
+    return tmp_path / "out"
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
+)  # inside huggingface_hub
+def test_push_to_hub_uploads_the_best_model_with_its_card(tmp_path, embeddings_file, fake_hub):
+    out = train(
+        tmp_path, embeddings_file, "--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", TOKEN,
+        "--card_license", "mit",
+    )  # fmt: skip
+    assert not fake_hub.unexpected
+    assert fake_hub.created_repos == [{"name": "tiny-cascade", "organization": "cascade-user"}]
+    assert fake_hub.authorizations == {f"Bearer {TOKEN}"}
+    assert len(fake_hub.commits) == 1, "only the best model is pushed, once (no per-checkpoint pushes)"
+
+    best = out / "best_model"
+    assert sorted(fake_hub.files) == sorted(path.name for path in best.iterdir())
+    assert set(fake_hub.files) == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "configuration_cascade.py",
+        "modeling_cascade.py",
+        "losses.py",
+        "pca.py",
+        "teacher_encoder.py",
+        "learning_curve.png",
+        "dims_tradeoff.png",
+    }
+    for name, content in fake_hub.files.items():
+        assert content == (best / name).read_bytes(), name
+    assert set(fake_hub.lfs_objects) == {
+        hashlib.sha256((best / name).read_bytes()).hexdigest()
+        for name in ("model.safetensors", "learning_curve.png", "dims_tradeoff.png")
+    }
+
+    card = ModelCard(fake_hub.files["README.md"].decode())
+    assert card.data.license == "mit" and card.data.library_name == "transformers"
+    assert {result.metric_args["dim"] for result in card.data.eval_results} == {64, 16}
+    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
+    final_card = (out / "final_model" / "README.md").read_text()
+    assert f'AutoModel.from_pretrained("{out / "final_model"}", trust_remote_code=True)' in final_card
+
+
+def test_push_leaves_hidden_files_out(tmp_path, fake_hub):
+    folder = tmp_path / "best_model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# tiny\n")
+    (folder / ".README.md.k2x9.tmp").write_text("the half-written card of an interrupted run")
+    push_model_folder(folder, HubTarget(repo_id=REPO_ID, token=TOKEN))
+    assert not fake_hub.unexpected
+    assert sorted(fake_hub.files) == ["README.md", "config.json"]
+
+
+def test_failed_push_says_how_to_push_later(tmp_path, fake_hub):
+    folder = tmp_path / "best_model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    target = HubTarget(repo_id="cascade-user/missing-repo", token=TOKEN)  # the server answers 404 for unknown repos
+    with pytest.raises(
+        RuntimeError, match=f"(?s)failed .*push them later with `hf upload cascade-user/missing-repo {folder}`"
+    ):
+        push_model_folder(folder, target)
+
+
+def test_push_to_hub_refuses_to_start_offline(tmp_path, embeddings_file, monkeypatch):
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUnreachableError, match="--push_to_hub needs the Hugging Face Hub.*Nothing was trained"):
+        train(tmp_path, embeddings_file, "--push_to_hub", "--hub_model_id", REPO_ID)
+    assert not (tmp_path / "out" / "best_model").exists()
