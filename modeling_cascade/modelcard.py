@@ -370,7 +370,9 @@ class CardData:
         """`model-index` entries: the cascade's headline metrics at each dim (`args.dim` says which)."""
         if not self.evaluation or "cascade" not in self.evaluation["methods"]:
             return []
-        dataset_type = self.dataset_id or re.sub(r"[^a-z0-9]+", "-", (self.dataset_name or "dataset").lower())
+        # A slug of the name without its parenthesised description: "python-docs", "local-files", ...
+        short_name = re.sub(r"\s*\(.*\)\s*$", "", self.dataset_name or "dataset")
+        dataset_type = self.dataset_id or re.sub(r"[^a-z0-9]+", "-", short_name.lower())
         dataset_type = dataset_type.strip("-") or "dataset"
         results = []
         for dim, metrics in self.evaluation["methods"]["cascade"].items():
