@@ -44,9 +44,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(temporary)
     try:
         yield temporary
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -77,6 +75,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(path, previous)
         os.replace(temporary, path)
     finally:
+        if previous.exists() and not path.exists():  # interrupted between the two renames: put the old folder back
+            os.replace(previous, path)
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
 
@@ -128,13 +128,13 @@ def load_embeddings(
         )
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except ValueError as error:
-        raise ValueError(
-            f"{str(path)!r} holds pickled Python objects, which are never loaded; save a plain float matrix with "
-            "numpy.save."
-        ) from error
     except Exception as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npy file ({error}).") from error
+        if isinstance(error, ValueError) and ("allow_pickle" in str(error) or "Python objects" in str(error)):
+            raise ValueError(
+                f"{str(path)!r} holds pickled Python objects, which are never loaded; save a plain float matrix "
+                "with numpy.save."
+            ) from error
+        raise ValueError(f"{str(path)!r} is not a readable .npy file (cut short or damaged: {error}).") from error
     if array.ndim != 2:
         raise ValueError(f"{str(path)!r} has shape {array.shape}: embeddings must be 2-D (rows x dim).")
     if not np.issubdtype(array.dtype, np.floating):

@@ -88,6 +88,8 @@ def prepare_hub_push(training_args: TrainingArguments) -> HubTarget | None:
     if training_args.should_save:
         api = HfApi(token=target.token)
         target.repo_id = api.create_repo(target.repo_id, private=target.private, exist_ok=True).repo_id
+        if target.revision:  # the upload goes to this branch: make it now rather than fail after training
+            api.create_branch(target.repo_id, branch=target.revision, exist_ok=True)
         logger.info(f"Hub repo {target.url} is ready: best_model/ and its card are pushed there after training")
     training_args.push_to_hub = False
     return target

@@ -28,10 +28,9 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.utils import logging
 
 from .configuration_cascade import CascadeConfig
-from .data import COMMON_CORPUS, PYTHON_DOCS, resolve_corpus_source
+from .data import PYTHON_DOCS, resolve_corpus_source
 from .evaluation import DIMS_TRADEOFF_FILE, METHOD_LABELS, EvaluationResults
 from .file_utils import atomic_path
-from .offline import hub_is_reachable
 from .teacher import PACKAGED_COPIES
 from .teacher_encoder import PACKAGED_TEACHERS
 from .trainer import LEARNING_CURVE_FILE
@@ -673,11 +672,10 @@ def _describe_dataset(data_args: DataArguments, seed: int) -> tuple[str, str | N
     if data_args.input_file is not None:
         details["Validation split"] = data_args.val_split
         return f"pre-generated teacher embeddings ({Path(data_args.input_file).name})", None, details
-    # The run resolved the corpus already: a default that fell back to python-docs did so because the Hub was
-    # unreachable, and the probe's answer is cached.
-    name = data_args.dataset_name or (COMMON_CORPUS if hub_is_reachable() else PYTHON_DOCS)
+    # Resolved as the run resolved it: the default is Common Corpus where the Hub or the local cache has it, and
+    # python-docs only when neither does.
     source = resolve_corpus_source(
-        name, data_args.dataset_config_name, data_args.dataset_revision, data_args.dataset_split
+        data_args.dataset_name, data_args.dataset_config_name, data_args.dataset_revision, data_args.dataset_split
     )
     dataset_id = None
     if source.is_python_docs:

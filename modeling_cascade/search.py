@@ -709,9 +709,6 @@ class CascadeIndex:
         return cls(cascade, embeddings, teacher=teacher, **kwargs)
 
 
-CORPUS_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
-
-
 @dataclass
 class SearchArguments:
     """Command-line arguments of `python -m modeling_cascade.search`."""
@@ -758,9 +755,11 @@ def read_texts(path: str, text_column: str) -> list[str]:
     """The `text_column` of a local corpus file, read with `datasets`."""
     from datasets import load_dataset
 
-    builder = CORPUS_FILE_BUILDERS.get(Path(path).suffix)
+    from .data import FILE_BUILDERS
+
+    builder = FILE_BUILDERS.get(Path(path).suffix)
     if builder is None:
-        raise ValueError(f"--corpus_file {path!r}: expected one of {sorted(CORPUS_FILE_BUILDERS)}.")
+        raise ValueError(f"--corpus_file {path!r}: expected one of {sorted(FILE_BUILDERS)}.")
     if not Path(path).is_file():
         raise FileNotFoundError(f"--corpus_file {path!r} not found.")
     dataset = load_dataset(builder, data_files=str(path), split="train")
@@ -768,7 +767,14 @@ def read_texts(path: str, text_column: str) -> list[str]:
         raise ValueError(
             f"--corpus_file {path!r} has no column {text_column!r} (columns: {dataset.column_names}); set --text_column."
         )
-    return [str(text) for text in dataset[text_column]]
+    texts = dataset[text_column]
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"--corpus_file {path!r}, row {row}: the {text_column!r} value is {text!r}, not a text; every row "
+                "must hold a non-empty text (rows are the index's documents, in order)."
+            )
+    return list(texts)
 
 
 def main(argv: list[str] | None = None) -> SearchResult:

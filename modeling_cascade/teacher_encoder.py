@@ -78,7 +78,10 @@ def load_sentence_transformer(
         transformer = model[0]
         dimension = transformer.get_embedding_dimension()
         model = SentenceTransformer(
-            modules=[transformer, Pooling(dimension, pooling_mode=pooling), Normalize()], device=device
+            modules=[transformer, Pooling(dimension, pooling_mode=pooling), Normalize()],
+            device=device,
+            prompts=model.prompts,  # keep the teacher's query/document prompts
+            default_prompt_name=model.default_prompt_name,
         )
     if max_length is not None:
         model.max_seq_length = max_length
@@ -108,7 +111,7 @@ def encode_texts(
     texts = check_texts(texts)
     embeddings = model.encode(
         texts,
-        prompt=prefix or None,
+        prompt=prefix,  # "" means no prompt; None would let the teacher's default prompt apply
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
         normalize_embeddings=True,

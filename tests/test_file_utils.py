@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from modeling_cascade.file_utils import atomic_path, load_embeddings, save_embeddings
+from modeling_cascade.file_utils import atomic_directory, atomic_path, load_embeddings, save_embeddings
 
 
 def test_save_load_round_trip(tmp_path):
@@ -57,3 +59,30 @@ def test_expected_dim_is_checked(tmp_path):
     np.save(tmp_path / "e.npy", np.zeros((2, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="has dim 4, but the expected dim is 8"):
         load_embeddings(tmp_path / "e.npy", expected_dim=8)
+
+
+def test_atomic_directory_puts_the_old_folder_back_when_the_swap_is_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "best_model"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def replace_failing_the_second_time(source, destination):
+        calls.append(source)
+        if len(calls) == 2:  # the old folder is moved aside; moving the new one in fails
+            raise OSError("disk full")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace_failing_the_second_time)
+    with pytest.raises(OSError, match="disk full"), atomic_directory(target) as folder:
+        (folder / "config.json").write_text("new")
+    assert (target / "config.json").read_text() == "old"
+    assert [path.name for path in tmp_path.iterdir()] == ["best_model"]
+
+
+def test_cut_short_npy_is_not_called_a_pickle(tmp_path):
+    save_embeddings(tmp_path / "e.npy", np.ones((100, 8), dtype=np.float32))
+    content = (tmp_path / "e.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(content[: len(content) // 2])
+    with pytest.raises(ValueError, match=r"cut\.npy' is not a readable \.npy file \(cut short or damaged"):
+        load_embeddings(tmp_path / "cut.npy")

@@ -336,3 +336,11 @@ def test_corrupt_or_foreign_folder(tmp_path, corpus):
         with pytest.raises((ValueError, FileNotFoundError), match=message) as error:
             CascadeIndex.load(folder)
         assert folder in str(error.value) or "stage dim" in str(error.value)
+
+
+def test_corpus_file_with_a_blank_row_is_refused_by_row(tmp_path):
+    from modeling_cascade.search import read_texts
+
+    (tmp_path / "docs.csv").write_text('text\nfirst document\n""\nthird document\n')
+    with pytest.raises(ValueError, match=r"docs\.csv', row 1: the 'text' value is None, not a text"):
+        read_texts(str(tmp_path / "docs.csv"), "text")
