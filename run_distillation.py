@@ -330,10 +330,14 @@ def kl_temperatures(model_args: ModelArguments, target_dims: list[int]) -> list[
     return None if by_dim is None else [by_dim[dim] for dim in target_dims]
 
 
-def save_models(trainer: Trainer, output_dir: str) -> None:
-    """Write `final_model/` (the model after the last epoch) and `best_model/` (lowest val_loss) with safetensors."""
+def save_models(trainer: Trainer, output_dir: str) -> CascadeModel | None:
+    """Write `final_model/` (the model after the last epoch) and `best_model/` (lowest val_loss) with safetensors.
+
+    Returns:
+        The best model on the main process, `None` on the others.
+    """
     if not trainer.is_world_process_zero():
-        return
+        return None
     with atomic_directory(os.path.join(output_dir, FINAL_MODEL_DIR)) as folder:  # a kill leaves no half-saved model
         trainer.model.save_pretrained(folder)
     best_checkpoint = trainer.state.best_model_checkpoint
@@ -343,6 +347,7 @@ def save_models(trainer: Trainer, output_dir: str) -> None:
     logger.info(
         f"Saved {FINAL_MODEL_DIR}/ and {BEST_MODEL_DIR}/ (from {best_checkpoint or 'the final epoch'}) to {output_dir}"
     )
+    return best_model
 
 
 def save_model_cards(
@@ -414,14 +419,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logger.info("Starting training...")
     resumed_step = checkpoint_step(checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    save_models(trainer, training_args.output_dir)
+    best_model = save_models(trainer, training_args.output_dir)
     history = LossHistory.from_log_history(trainer.state.log_history)
 
     metrics = dict(train_result.metrics)
     metrics["train_loss"] = whole_run_train_loss(trainer.state, metrics["train_loss"], resumed_step)
     if trainer.is_world_process_zero():
         logger.info("Evaluating model...")
-        best_model = CascadeModel.from_pretrained(os.path.join(training_args.output_dir, BEST_MODEL_DIR))
         results = evaluate_cascade(best_model, train_embeddings, val_embeddings, seed=training_args.seed)
         logger.info("Training complete!")
         history.log_summary()

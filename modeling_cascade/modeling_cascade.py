@@ -236,7 +236,7 @@ class CascadeModel(CascadePreTrainedModel):
         for dim, head in zip(target_dims, self.heads, strict=True):
             hidden = head(hidden)
             outputs[dim] = hidden
-            if len(outputs) == len(target_dims) or all(d in outputs for d in dims):
+            if all(d in outputs for d in dims):  # the chain stops at the smallest dim asked for
                 break
         return {dim: outputs[dim] for dim in dims}
 
