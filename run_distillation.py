@@ -63,7 +63,6 @@ from modeling_cascade.evaluation import (
 from modeling_cascade.file_utils import (
     atomic_directory,
     atomic_path,
-    check_checkpoint_files,
     load_embeddings,
     save_embeddings,
 )
@@ -76,7 +75,14 @@ from modeling_cascade.modelcard import (
     run_card_data,
     save_model_card,
 )
-from modeling_cascade.resume import check_checkpoint, checkpoint_step, last_complete_checkpoint, whole_run_train_loss
+from modeling_cascade.resume import (
+    check_checkpoint,
+    check_checkpoint_files,
+    check_checkpoint_matches,
+    checkpoint_step,
+    last_complete_checkpoint,
+    whole_run_train_loss,
+)
 from modeling_cascade.teacher import Teacher, resolve_teacher_name
 from modeling_cascade.trainer import LEARNING_CURVE_FILE, EpochLogCallback, LossHistory, embeddings_dataset
 
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
     if checkpoint is not None:
         config = model.config
-        check_checkpoint_files(
+        check_checkpoint_matches(
             checkpoint,
             {
                 "input_dim": (config.input_dim, "the dim of the teacher embeddings"),

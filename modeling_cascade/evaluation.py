@@ -16,7 +16,7 @@ import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
-from .file_utils import atomic_path
+from .file_utils import atomic_path, save_figure
 from .metrics import (
     kendall_correlation,
     ndcg_at_k,
@@ -260,10 +260,7 @@ class EvaluationResults:
         )
         figure.tight_layout()
         path = os.path.join(output_dir, DIMS_TRADEOFF_FILE)
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, format="png", dpi=120)
-        plt.close(figure)
-        return path
+        return save_figure(figure, path)
 
 
 def evaluate_projections(

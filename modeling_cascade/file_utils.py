@@ -4,7 +4,6 @@ checkpoint passes before a run resumes from it."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -18,8 +17,6 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 NPY_MAGIC = b"\x93NUMPY"
-# Files the Trainer reads back with `torch.load(weights_only=True)` when it resumes from a checkpoint.
-TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 
 
 @contextlib.contextmanager
@@ -79,6 +76,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(previous, path)
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def save_figure(figure, path: str | os.PathLike) -> str:
+    """Write a matplotlib `figure` to `path` as a PNG, atomically, and close it; returns `path` as a string."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
+    plt.close(figure)
+    return str(path)
 
 
 def _umask() -> int:
@@ -149,62 +156,3 @@ def load_embeddings(
         shown = ", ".join(str(row) for row in bad_rows[:5]) + (", ..." if bad_rows.size > 5 else "")
         raise ValueError(f"{str(path)!r} has {bad_rows.size} row(s) with NaN or inf values (rows {shown}).")
     return array
-
-
-def check_checkpoint_files(folder: str | os.PathLike, expected: dict[str, tuple[object, str]] | None = None) -> None:
-    """Refuse a checkpoint folder that a run should not resume from, before the Trainer opens any of its files.
-
-    The Trainer reloads a checkpoint's weights from `model.safetensors` and its optimizer, scheduler and RNG states
-    from `.pt`/`.pth` files with `torch.load(weights_only=True)`. Those files are checked here without running
-    anything: torch disassembles their pickles statically, and any reference to something other than tensors,
-    plain containers and numpy arrays (what the Trainer itself writes) is refused. The folder must also hold a
-    cascade's `config.json` and `model.safetensors`, and no pickled model weights.
-
-    Args:
-        folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
-        expected (`dict`, *optional*): config field -> (value this run uses, the flag that sets it); a checkpoint
-            whose config differs belongs to another run and is refused.
-
-    Raises:
-        `ValueError` naming the file (and the unsafe reference or the differing flag).
-    """
-    import torch
-    from transformers.trainer_pt_utils import safe_globals
-
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Checkpoint {str(folder)!r} has no readable config.json ({error}).") from None
-    if not isinstance(config, dict) or config.get("model_type") != "cascade":
-        model_type = config.get("model_type") if isinstance(config, dict) else None
-        raise ValueError(
-            f"{str(config_file)!r} has model_type {model_type!r}: {str(folder)!r} is not a cascade checkpoint."
-        )
-    if not (folder / "model.safetensors").is_file():
-        raise ValueError(
-            f"Checkpoint {str(folder)!r} holds no model.safetensors; pickled weights (pytorch_model.bin) are never "
-            "loaded."
-        )
-    for pattern in TRAINER_STATE_PATTERNS:
-        for file in sorted(folder.glob(pattern)):
-            try:
-                with safe_globals():
-                    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
-            except Exception as error:
-                raise ValueError(
-                    f"{str(file)!r} is not a readable torch file ({error}): the checkpoint is corrupt."
-                ) from None
-            if unsafe:
-                raise ValueError(
-                    f"{str(file)!r} references {unsafe}, which a Trainer checkpoint never holds: it is not from a "
-                    "training run of this package and is not loaded. Resume from your own checkpoint or start over."
-                )
-    for field_name, (value, flag) in (expected or {}).items():
-        if config.get(field_name) != value:
-            raise ValueError(
-                f"Checkpoint {str(folder)!r} belongs to another run: its config.json has {field_name} "
-                f"{config.get(field_name)!r}, but this run uses {value!r} ({flag}). Pass --overwrite_output_dir to "
-                "start over, or choose another --output_dir."
-            )

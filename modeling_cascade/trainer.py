@@ -10,7 +10,7 @@ from datasets import Dataset, Features, List, Value
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
-from .file_utils import atomic_path
+from .file_utils import save_figure
 
 
 logger = logging.get_logger(__name__)
@@ -110,7 +110,4 @@ class LossHistory:
         axis.legend()
         figure.tight_layout()
         path = os.path.join(output_dir, LEARNING_CURVE_FILE)
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, format="png", dpi=120)
-        plt.close(figure)
-        return path
+        return save_figure(figure, path)
