@@ -76,10 +76,13 @@ from modeling_cascade.modelcard import (
     save_model_card,
 )
 from modeling_cascade.resume import (
+    RunFingerprintCallback,
     check_checkpoint,
     check_checkpoint_files,
     check_checkpoint_matches,
+    check_run_fingerprint,
     checkpoint_step,
+    embeddings_fingerprint,
     last_complete_checkpoint,
     whole_run_train_loss,
 )
@@ -384,6 +387,32 @@ def save_model_cards(
     save_model_card(final_dir, final, images=[learning_curve])
 
 
+# Settings that change what a run trains, as its fingerprint records them, and the flags that set them.
+FINGERPRINT_FLAGS = {
+    "seed": "--seed",
+    "val_split": "--val_split",
+    "learning_rate": "--learning_rate",
+    "per_device_train_batch_size": "--train_batch_size",
+    "gradient_accumulation_steps": "--gradient_accumulation_steps",
+    "weight_decay": "--weight_decay",
+    "lr_scheduler_type": "--lr_scheduler_type",
+}
+
+
+def run_fingerprint(
+    embeddings: np.ndarray, data_args: DataArguments, training_args: CascadeTrainingArguments
+) -> dict[str, object]:
+    """What this run trains on and with, written into its checkpoints so that a rerun resumes only its own.
+
+    The number of epochs is left out: an unfinished run may be resumed with another `--epochs`, as any Trainer run can.
+    """
+    settings = {}
+    for name in FINGERPRINT_FLAGS:
+        value = getattr(data_args if name == "val_split" else training_args, name)
+        settings[name] = getattr(value, "value", value)  # enums (the scheduler type) as their string
+    return {"embeddings": embeddings_fingerprint(embeddings), "settings": settings}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the whole distillation; returns the metrics written to `all_results.json`."""
     model_args, data_args, training_args, card_args = parse_args(argv)
@@ -401,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     set_seed(training_args.seed)
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
+    fingerprint = run_fingerprint(embeddings, data_args, training_args)
     if checkpoint is not None:
         config = model.config
         check_checkpoint_matches(
@@ -410,7 +440,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 "target_dims": (config.target_dims, "--target_dims"),
                 "strategy": (config.strategy, "--cascade_strategy"),
                 "head_type": (config.head_type, "--head_type"),
+                "mlp_hidden_dim": (config.mlp_hidden_dim, "--mlp_hidden_dim"),
+                "similarity_loss_weight": (config.similarity_loss_weight, "--similarity_loss_weight"),
+                "kl_loss_weight": (config.kl_loss_weight, "--kl_loss_weight"),
+                "topk_loss_weight": (config.topk_loss_weight, "--topk_loss_weight"),
+                "kl_temperature": (config.kl_temperature, "--kl_temperature"),
+                "topk_neighbors": (config.topk_neighbors, "--topk_neighbors"),
             },
+        )
+        check_run_fingerprint(
+            checkpoint, fingerprint, FINGERPRINT_FLAGS, "--input_file, or the corpus and teacher flags"
         )
     hub_repo_id = hub_target.repo_id if hub_target is not None else None
     card_callback = ModelCardCallback(run_card_data(model_args, data_args, training_args, card_args, hub_repo_id))
@@ -419,7 +458,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args=training_args,
         train_dataset=embeddings_dataset(train_embeddings),
         eval_dataset=embeddings_dataset(val_embeddings),
-        callbacks=[EpochLogCallback(), RankingEvalCallback(val_embeddings, seed=training_args.seed), card_callback],
+        callbacks=[
+            EpochLogCallback(),
+            RankingEvalCallback(val_embeddings, seed=training_args.seed),
+            card_callback,
+            RunFingerprintCallback(fingerprint),
+        ],
     )
 
     logger.info("Starting training...")

@@ -1,4 +1,5 @@
-"""Resuming a killed run: find the newest checkpoint the Trainer finished writing, and report the whole run's loss.
+"""Resuming a killed run: find the newest checkpoint the Trainer finished writing, check that it belongs to this run
+(same cascade, same training rows, same optimisation settings), and report the whole run's loss.
 
 The Trainer writes a checkpoint in place (weights, optimizer, scheduler, RNG states) and its `trainer_state.json`
 last, so a run killed while saving leaves a `checkpoint-N/` without that file (or with a cut-short one);
@@ -8,15 +9,19 @@ ran them, so after a resume it would differ from an uninterrupted run's; [`whole
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
-from transformers import TrainerState
+import numpy as np
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
+
+from .file_utils import atomic_path
 
 
 logger = logging.get_logger(__name__)
@@ -24,6 +29,8 @@ logger = logging.get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # Files the Trainer reads back with `torch.load(weights_only=True)` when it resumes from a checkpoint.
 TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+# Written into every checkpoint: what the run trained on and with, so a rerun can tell its own checkpoints apart.
+RUN_FINGERPRINT_FILE = "run_fingerprint.json"
 
 
 def is_complete_checkpoint(path: str | os.PathLike) -> bool:
@@ -177,3 +184,78 @@ def _read_checkpoint_config(folder: Path) -> dict:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"Checkpoint {str(folder)!r} has no readable config.json ({error}).") from None
+
+
+def embeddings_fingerprint(embeddings: np.ndarray) -> dict[str, object]:
+    """Shape, dtype and SHA-256 of an embedding matrix: equal only for the same rows in the same order."""
+    array = np.ascontiguousarray(embeddings)
+    digest = hashlib.sha256(memoryview(array).cast("B")).hexdigest()
+    return {"rows": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype), "sha256": digest}
+
+
+class RunFingerprintCallback(TrainerCallback):
+    """Write the run's fingerprint into every checkpoint the Trainer saves (main process only).
+
+    Args:
+        fingerprint (`dict`): `{"embeddings": embeddings_fingerprint(...), "settings": {name: value}}`, JSON-ready.
+    """
+
+    def __init__(self, fingerprint: dict[str, object]) -> None:
+        self.fingerprint = fingerprint
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            with atomic_path(folder / RUN_FINGERPRINT_FILE) as temporary:
+                temporary.write_text(json.dumps(self.fingerprint, indent=2) + "\n", encoding="utf-8")
+
+
+def check_run_fingerprint(
+    folder: str | os.PathLike, fingerprint: dict[str, object], flags: dict[str, str], data_flag: str
+) -> None:
+    """Refuse to resume from a checkpoint that was trained on other embeddings or with other settings.
+
+    A checkpoint without the file (written by an older version, or a run killed between saving the checkpoint and
+    writing the file) is resumed with a warning, as it would have been before.
+
+    Args:
+        folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
+        fingerprint (`dict`): This run's, as given to [`RunFingerprintCallback`].
+        flags (`dict`): setting name -> the flag that sets it, for the message.
+        data_flag (`str`): The flags that chose the embeddings, for the message.
+
+    Raises:
+        `ValueError` naming the checkpoint, what differs, and the flag.
+    """
+    file = Path(folder) / RUN_FINGERPRINT_FILE
+    if not file.is_file():
+        logger.warning(
+            f"{str(folder)!r} has no {RUN_FINGERPRINT_FILE}, so this run cannot check that it was trained on the same "
+            "embeddings and settings; resuming from it anyway."
+        )
+        return
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        saved_embeddings, saved_settings = saved["embeddings"], saved["settings"]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"{str(file)!r} is not a readable run fingerprint ({error!r}): the checkpoint is corrupt."
+        ) from None
+    advice = "Pass --overwrite_output_dir to start over, or choose another --output_dir."
+    ours = fingerprint["embeddings"]
+    if saved_embeddings != ours:
+        raise ValueError(
+            f"Checkpoint {str(folder)!r} belongs to another run: it was trained on other embeddings "
+            f"({_describe(saved_embeddings)}) than this run's ({_describe(ours)}; {data_flag}). {advice}"
+        )
+    for name, value in fingerprint["settings"].items():
+        if saved_settings.get(name) != value:
+            raise ValueError(
+                f"Checkpoint {str(folder)!r} belongs to another run: it was trained with {name} "
+                f"{saved_settings.get(name)!r}, but this run uses {value!r} ({flags[name]}). {advice}"
+            )
+
+
+def _describe(embeddings: dict) -> str:
+    """`rows x dim dtype, sha256 <first 12 hex digits>` of an `embeddings_fingerprint`."""
+    return f"{embeddings.get('rows')} x {embeddings.get('dim')} {embeddings.get('dtype')}, sha256 {str(embeddings.get('sha256'))[:12]}"

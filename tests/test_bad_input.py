@@ -30,6 +30,7 @@ from modeling_cascade import CascadeConfig, CascadeModel
 from modeling_cascade import evaluate as evaluate_cli
 from modeling_cascade.data import CorpusError
 from modeling_cascade.offline import HubUnreachableError
+from modeling_cascade.resume import RUN_FINGERPRINT_FILE
 from modeling_cascade.search import CascadeIndex
 
 
@@ -272,6 +273,40 @@ def test_checkpoint_of_another_run_is_refused(finished_run, workspace):
         lambda: run_distillation.main(main_args(workspace, "--target_dims", "32,8")),
         ValueError, workspace, str(checkpoint), "target_dims [16, 8]", "[32, 8] (--target_dims)", "--overwrite_output_dir",
     )  # fmt: skip
+
+
+def test_checkpoint_trained_on_other_embeddings_is_refused(finished_run, workspace, embeddings_384):
+    checkpoint = copy_checkpoint(finished_run, workspace / "out")
+    other = npy(workspace, "other.npy", embeddings_384[::-1].copy())  # the same rows in another order
+    refuse(
+        lambda: run_distillation.main(main_args(workspace, "--target_dims", "16,8", input_file=other)),
+        ValueError, workspace, str(checkpoint), "other embeddings", "--input_file", "--overwrite_output_dir",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags, culprits",
+    [
+        (["--learning_rate", "0.003"], ["learning_rate 0.001", "0.003 (--learning_rate)"]),
+        (["--seed", "7"], ["seed 42", "7 (--seed)"]),
+        (["--kl_temperature", "0.2"], ["kl_temperature [0.05, 0.05]", "[0.2, 0.2] (--kl_temperature)"]),
+    ],
+)
+def test_checkpoint_trained_with_other_settings_is_refused(finished_run, workspace, flags, culprits):
+    checkpoint = copy_checkpoint(finished_run, workspace / "out")
+    refuse(
+        lambda: run_distillation.main(main_args(workspace, "--target_dims", "16,8", *flags)),
+        ValueError, workspace, str(checkpoint), *culprits, "--overwrite_output_dir",
+    )  # fmt: skip
+
+
+def test_checkpoint_without_a_fingerprint_resumes_with_a_warning(finished_run, workspace, caplog):
+    """Checkpoints written before fingerprints existed still resume; the run says it could not check them."""
+    checkpoint = copy_checkpoint(finished_run, workspace / "out")
+    (checkpoint / RUN_FINGERPRINT_FILE).unlink()
+    run_distillation.main(main_args(workspace, "--target_dims", "16,8"))
+    assert f"{str(checkpoint)!r} has no {RUN_FINGERPRINT_FILE}" in caplog.text
+    assert (workspace / "out" / "final_model" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("problem", ["foreign_config", "pickled_weights"])
