@@ -90,11 +90,16 @@ class CascadeLoss(torch.nn.Module):
     def forward(self, teacher_embeddings: torch.Tensor, head_embeddings: list[torch.Tensor]) -> torch.Tensor:
         """Return the loss for one batch; computed in float32 whatever the autocast dtype.
 
+        A one-row batch (the last batch of an epoch can be one) has no pairs to compare: its loss is zero, kept in the
+        graph so that the Trainer can still call `backward`.
+
         Args:
             teacher_embeddings (`torch.Tensor` of shape `(batch, input_dim)`): The batch under the teacher.
             head_embeddings (`list[torch.Tensor]`): The batch under each head, in the order of `config.target_dims`.
         """
         config = self.config
+        if teacher_embeddings.shape[0] < 2:
+            return sum(embeddings.float().sum() for embeddings in head_embeddings) * 0.0
         with torch.autocast(device_type=teacher_embeddings.device.type, enabled=False):
             teacher_similarity = cosine_similarity_matrix(teacher_embeddings.float())
             total = teacher_embeddings.new_zeros((), dtype=torch.float32)

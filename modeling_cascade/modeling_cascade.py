@@ -255,8 +255,7 @@ class CascadeModel(CascadePreTrainedModel):
         raw = [outputs[dim] for dim in self.config.target_dims]
         loss = None
         if return_loss:
-            # a one-row batch has no pairs to compare: its loss is zero (kept in the graph for the Trainer)
-            loss = self.criterion(inputs, raw) if inputs.shape[0] > 1 else sum(tensor.sum() for tensor in raw) * 0.0
+            loss = self.criterion(inputs, raw)
         cascade_embeddings = tuple(F.normalize(tensor, dim=-1) for tensor in raw)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:

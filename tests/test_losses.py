@@ -61,3 +61,12 @@ def test_each_head_uses_its_own_temperature():
         for head, temperature in zip(heads, (0.1, 0.05), strict=True)
     )
     assert CascadeLoss(config)(teacher, heads).item() == pytest.approx(expected.item() / 2, rel=1e-5)
+
+
+def test_one_row_batch_has_zero_loss_and_a_gradient():
+    """Every term needs pairs; a last batch of one row must not turn the epoch's loss into NaN."""
+    config = CascadeConfig(input_dim=16, target_dims=[8], similarity_loss_weight=1.0, topk_loss_weight=1.0)
+    head = torch.randn(1, 8, requires_grad=True)
+    loss = CascadeLoss(config)(torch.randn(1, 16), [head])
+    loss.backward()
+    assert loss.item() == 0.0 and head.grad is not None and torch.equal(head.grad, torch.zeros(1, 8))
