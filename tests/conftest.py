@@ -34,6 +34,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs two CUDA devices"))
 
 
+def train_tiny_run(output_dir: Path, embeddings_file: Path, target_dims: str, *extra: str) -> dict[str, float]:
+    """Train a short real run (2 epochs, batches of 128) of `run_distillation.py` on `embeddings_file`; its metrics."""
+    import run_distillation
+
+    argv = [
+        "--input_file", str(embeddings_file),
+        "--output_dir", str(output_dir),
+        "--target_dims", target_dims,
+        "--epochs", "2",
+        "--train_batch_size", "128",
+        *extra,
+    ]  # fmt: skip
+    return run_distillation.main(argv)
+
+
 @pytest.fixture(scope="session")
 def scifact_embeddings() -> np.ndarray:
     """Real teacher embeddings: SciFact abstracts under all-MiniLM-L6-v2 (5,183 x 384, L2-normalised)."""

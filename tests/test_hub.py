@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import train_tiny_run
 from huggingface_hub import ModelCard
 from huggingface_hub import constants as hub_constants
 
-import run_distillation
 from modeling_cascade.hub import HubTarget, push_model_folder
 from modeling_cascade.offline import HubUnreachableError
 
@@ -164,15 +164,7 @@ def fake_hub(monkeypatch):
 
 
 def train(tmp_path: Path, embeddings_file: Path, *extra: str) -> Path:
-    argv = [
-        "--input_file", str(embeddings_file),
-        "--output_dir", str(tmp_path / "out"),
-        "--target_dims", "64,16",
-        "--epochs", "2",
-        "--train_batch_size", "128",
-        *extra,
-    ]  # fmt: skip
-    run_distillation.main(argv)
+    train_tiny_run(tmp_path / "out", embeddings_file, "64,16", *extra)
     return tmp_path / "out"
 
 

