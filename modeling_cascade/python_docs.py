@@ -228,7 +228,9 @@ def _c_module_rows(module_name: str, public_name: str) -> Iterator[dict[str, obj
     if public_name == module_name and _useful(module.__doc__):
         yield _row("module", public_name, f"Module {public_name}\n\n{inspect.cleandoc(module.__doc__)}")
     for name in sorted(vars(module)):
-        obj = vars(module)[name]
+        # `sys` keeps the interpreter's own hooks as `__displayhook__` etc. while tools (pytest, IPython) replace the
+        # public ones at run time: read the originals so that the rows do not depend on who is running.
+        obj = vars(module).get(f"__{name}__", vars(module)[name])
         if name.startswith("_") or getattr(obj, "__module__", module_name) not in (module_name, public_name):
             continue
         qualified = name if public_name == "builtins" else f"{public_name}.{name}"

@@ -56,3 +56,18 @@ def test_deterministic_and_sampled_with_seed(corpus):
     positions = [identifiers.index(identifier) for identifier in sample["identifier"]]
     assert positions == sorted(positions)  # kept in corpus order
     assert python_docs_corpus(num_samples=10**9).num_rows == corpus.num_rows
+
+
+def test_rows_ignore_hooks_replaced_at_run_time(monkeypatch):
+    """Tools replace `sys.excepthook` and friends (pytest swaps `sys.unraisablehook` around each test); the corpus
+    documents the interpreter's own hooks whoever runs it."""
+    expected = {row["identifier"]: row for row in python_docs_rows() if row["title"].startswith("sys.")}
+
+    def replacement(*args: object) -> None:
+        """A hook that a tool installed, with a docstring long enough to be documented."""
+
+    for hook in ("displayhook", "excepthook", "unraisablehook", "breakpointhook"):
+        monkeypatch.setattr(sys, hook, replacement)
+    rows = {row["identifier"]: row for row in python_docs_rows() if row["title"].startswith("sys.")}
+    assert rows == expected
+    assert "sys.unraisablehook" in {row["title"] for row in rows.values()}
