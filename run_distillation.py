@@ -82,8 +82,8 @@ from modeling_cascade.resume import (
     check_checkpoint_matches,
     check_run_fingerprint,
     checkpoint_step,
-    embeddings_fingerprint,
     last_complete_checkpoint,
+    run_fingerprint,
     whole_run_train_loss,
 )
 from modeling_cascade.teacher import Teacher, resolve_teacher_name
@@ -387,30 +387,21 @@ def save_model_cards(
     save_model_card(final_dir, final, images=[learning_curve])
 
 
-# Settings that change what a run trains, as its fingerprint records them, and the flags that set them.
-FINGERPRINT_FLAGS = {
-    "seed": "--seed",
-    "val_split": "--val_split",
-    "learning_rate": "--learning_rate",
-    "per_device_train_batch_size": "--train_batch_size",
-    "gradient_accumulation_steps": "--gradient_accumulation_steps",
-    "weight_decay": "--weight_decay",
-    "lr_scheduler_type": "--lr_scheduler_type",
-}
-
-
-def run_fingerprint(
-    embeddings: np.ndarray, data_args: DataArguments, training_args: CascadeTrainingArguments
-) -> dict[str, object]:
-    """What this run trains on and with, written into its checkpoints so that a rerun resumes only its own.
+def run_settings(data_args: DataArguments, training_args: CascadeTrainingArguments) -> dict[str, tuple[object, str]]:
+    """The settings that change what a run trains, each with the flag that sets it; recorded in its checkpoints.
 
     The number of epochs is left out: an unfinished run may be resumed with another `--epochs`, as any Trainer run can.
     """
-    settings = {}
-    for name in FINGERPRINT_FLAGS:
-        value = getattr(data_args if name == "val_split" else training_args, name)
-        settings[name] = getattr(value, "value", value)  # enums (the scheduler type) as their string
-    return {"embeddings": embeddings_fingerprint(embeddings), "settings": settings}
+    scheduler = training_args.lr_scheduler_type
+    return {
+        "seed": (training_args.seed, "--seed"),
+        "val_split": (data_args.val_split, "--val_split"),
+        "learning_rate": (training_args.learning_rate, "--learning_rate"),
+        "per_device_train_batch_size": (training_args.per_device_train_batch_size, "--train_batch_size"),
+        "gradient_accumulation_steps": (training_args.gradient_accumulation_steps, "--gradient_accumulation_steps"),
+        "weight_decay": (training_args.weight_decay, "--weight_decay"),
+        "lr_scheduler_type": (getattr(scheduler, "value", scheduler), "--lr_scheduler_type"),  # the enum's string
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -430,7 +421,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     set_seed(training_args.seed)
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
-    fingerprint = run_fingerprint(embeddings, data_args, training_args)
+    settings = run_settings(data_args, training_args)
+    fingerprint = run_fingerprint(embeddings, settings)
     if checkpoint is not None:
         config = model.config
         check_checkpoint_matches(
@@ -449,7 +441,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             },
         )
         check_run_fingerprint(
-            checkpoint, fingerprint, FINGERPRINT_FLAGS, "--input_file, or the corpus and teacher flags"
+            checkpoint, fingerprint["embeddings"], settings, "--input_file, or the corpus and teacher flags"
         )
     hub_repo_id = hub_target.repo_id if hub_target is not None else None
     card_callback = ModelCardCallback(run_card_data(model_args, data_args, training_args, card_args, hub_repo_id))

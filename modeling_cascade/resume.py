@@ -31,6 +31,7 @@ CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 # Written into every checkpoint: what the run trained on and with, so a rerun can tell its own checkpoints apart.
 RUN_FINGERPRINT_FILE = "run_fingerprint.json"
+OTHER_RUN_ADVICE = "Pass --overwrite_output_dir to start over, or choose another --output_dir."
 
 
 def is_complete_checkpoint(path: str | os.PathLike) -> bool:
@@ -169,13 +170,18 @@ def check_checkpoint_matches(folder: str | os.PathLike, expected: dict[str, tupl
     Raises:
         `ValueError` naming the differing field and flag.
     """
-    config = _read_checkpoint_config(Path(folder))
-    for field_name, (value, flag) in expected.items():
-        if config.get(field_name) != value:
+    _refuse_differences(folder, "its config.json has", _read_checkpoint_config(Path(folder)), expected)
+
+
+def _refuse_differences(
+    folder: str | os.PathLike, source: str, saved: dict, expected: dict[str, tuple[object, str]]
+) -> None:
+    """Raise `ValueError` for the first name whose `saved` value differs from this run's, naming it and its flag."""
+    for name, (value, flag) in expected.items():
+        if saved.get(name) != value:
             raise ValueError(
-                f"Checkpoint {str(folder)!r} belongs to another run: its config.json has {field_name} "
-                f"{config.get(field_name)!r}, but this run uses {value!r} ({flag}). Pass --overwrite_output_dir to "
-                "start over, or choose another --output_dir."
+                f"Checkpoint {str(folder)!r} belongs to another run: {source} {name} {saved.get(name)!r}, but this "
+                f"run uses {value!r} ({flag}). {OTHER_RUN_ADVICE}"
             )
 
 
@@ -193,11 +199,19 @@ def embeddings_fingerprint(embeddings: np.ndarray) -> dict[str, object]:
     return {"rows": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype), "sha256": digest}
 
 
+def run_fingerprint(embeddings: np.ndarray, settings: dict[str, tuple[object, str]]) -> dict[str, object]:
+    """The fingerprint [`RunFingerprintCallback`] writes: the embeddings' and each setting's value (flags dropped)."""
+    return {
+        "embeddings": embeddings_fingerprint(embeddings),
+        "settings": {name: value for name, (value, _flag) in settings.items()},
+    }
+
+
 class RunFingerprintCallback(TrainerCallback):
     """Write the run's fingerprint into every checkpoint the Trainer saves (main process only).
 
     Args:
-        fingerprint (`dict`): `{"embeddings": embeddings_fingerprint(...), "settings": {name: value}}`, JSON-ready.
+        fingerprint (`dict`): The [`run_fingerprint`] of this run, JSON-ready.
     """
 
     def __init__(self, fingerprint: dict[str, object]) -> None:
@@ -211,7 +225,7 @@ class RunFingerprintCallback(TrainerCallback):
 
 
 def check_run_fingerprint(
-    folder: str | os.PathLike, fingerprint: dict[str, object], flags: dict[str, str], data_flag: str
+    folder: str | os.PathLike, embeddings: dict[str, object], settings: dict[str, tuple[object, str]], data_flag: str
 ) -> None:
     """Refuse to resume from a checkpoint that was trained on other embeddings or with other settings.
 
@@ -220,8 +234,8 @@ def check_run_fingerprint(
 
     Args:
         folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
-        fingerprint (`dict`): This run's, as given to [`RunFingerprintCallback`].
-        flags (`dict`): setting name -> the flag that sets it, for the message.
+        embeddings (`dict`): The [`embeddings_fingerprint`] of this run's embeddings.
+        settings (`dict`): setting name -> (value this run uses, the flag that sets it).
         data_flag (`str`): The flags that chose the embeddings, for the message.
 
     Raises:
@@ -241,19 +255,12 @@ def check_run_fingerprint(
         raise ValueError(
             f"{str(file)!r} is not a readable run fingerprint ({error!r}): the checkpoint is corrupt."
         ) from None
-    advice = "Pass --overwrite_output_dir to start over, or choose another --output_dir."
-    ours = fingerprint["embeddings"]
-    if saved_embeddings != ours:
+    if saved_embeddings != embeddings:
         raise ValueError(
             f"Checkpoint {str(folder)!r} belongs to another run: it was trained on other embeddings "
-            f"({_describe(saved_embeddings)}) than this run's ({_describe(ours)}; {data_flag}). {advice}"
+            f"({_describe(saved_embeddings)}) than this run's ({_describe(embeddings)}; {data_flag}). {OTHER_RUN_ADVICE}"
         )
-    for name, value in fingerprint["settings"].items():
-        if saved_settings.get(name) != value:
-            raise ValueError(
-                f"Checkpoint {str(folder)!r} belongs to another run: it was trained with {name} "
-                f"{saved_settings.get(name)!r}, but this run uses {value!r} ({flags[name]}). {advice}"
-            )
+    _refuse_differences(folder, "it was trained with", saved_settings, settings)
 
 
 def _describe(embeddings: dict) -> str:
