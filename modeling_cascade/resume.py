@@ -16,12 +16,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
-
-from .file_utils import atomic_path
 
 
 logger = logging.get_logger(__name__)
@@ -29,8 +28,6 @@ logger = logging.get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # Files the Trainer reads back with `torch.load(weights_only=True)` when it resumes from a checkpoint.
 TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
-# Written into every checkpoint: what the run trained on and with, so a rerun can tell its own checkpoints apart.
-RUN_FINGERPRINT_FILE = "run_fingerprint.json"
 OTHER_RUN_ADVICE = "Pass --overwrite_output_dir to start over, or choose another --output_dir."
 
 
@@ -207,8 +204,11 @@ def run_fingerprint(embeddings: np.ndarray, settings: dict[str, tuple[object, st
     }
 
 
-class RunFingerprintCallback(TrainerCallback):
-    """Write the run's fingerprint into every checkpoint the Trainer saves (main process only).
+class RunFingerprintCallback(TrainerCallback, ExportableState):
+    """Carry the run's fingerprint in every checkpoint's `trainer_state.json` (under `stateful_callbacks`).
+
+    The Trainer writes the states of `ExportableState` callbacks into `trainer_state.json`, the file it writes last,
+    so a checkpoint is complete exactly when it holds the fingerprint: no kill can leave one without it.
 
     Args:
         fingerprint (`dict`): The [`run_fingerprint`] of this run, JSON-ready.
@@ -217,11 +217,15 @@ class RunFingerprintCallback(TrainerCallback):
     def __init__(self, fingerprint: dict[str, object]) -> None:
         self.fingerprint = fingerprint
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if state.is_world_process_zero and folder.is_dir():
-            with atomic_path(folder / RUN_FINGERPRINT_FILE) as temporary:
-                temporary.write_text(json.dumps(self.fingerprint, indent=2) + "\n", encoding="utf-8")
+    def state(self) -> dict:
+        return {"args": {"fingerprint": self.fingerprint}, "attributes": {}}
+
+
+def saved_run_fingerprint(folder: str | os.PathLike) -> dict | None:
+    """The fingerprint a checkpoint's `trainer_state.json` carries, or `None` when it has none (an older version's)."""
+    state = TrainerState.load_from_json(str(Path(folder) / TRAINER_STATE_NAME))
+    saved = state.stateful_callbacks.get(RunFingerprintCallback.__name__)
+    return None if saved is None else saved.get("args", {}).get("fingerprint")
 
 
 def check_run_fingerprint(
@@ -229,8 +233,8 @@ def check_run_fingerprint(
 ) -> None:
     """Refuse to resume from a checkpoint that was trained on other embeddings or with other settings.
 
-    A checkpoint without the file (written by an older version, or a run killed between saving the checkpoint and
-    writing the file) is resumed with a warning, as it would have been before.
+    A checkpoint without a fingerprint (written by an older version of the package) is resumed with a warning, as it
+    would have been before.
 
     Args:
         folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
@@ -241,19 +245,19 @@ def check_run_fingerprint(
     Raises:
         `ValueError` naming the checkpoint, what differs, and the flag.
     """
-    file = Path(folder) / RUN_FINGERPRINT_FILE
-    if not file.is_file():
-        logger.warning(
-            f"{str(folder)!r} has no {RUN_FINGERPRINT_FILE}, so this run cannot check that it was trained on the same "
-            "embeddings and settings; resuming from it anyway."
-        )
-        return
+    file = Path(folder) / TRAINER_STATE_NAME
     try:
-        saved = json.loads(file.read_text(encoding="utf-8"))
+        saved = saved_run_fingerprint(folder)
+        if saved is None:
+            logger.warning(
+                f"{str(file)!r} carries no run fingerprint (an older version wrote it), so this run cannot check that "
+                "it was trained on the same embeddings and settings; resuming from it anyway."
+            )
+            return
         saved_embeddings, saved_settings = saved["embeddings"], saved["settings"]
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise ValueError(
-            f"{str(file)!r} is not a readable run fingerprint ({error!r}): the checkpoint is corrupt."
+            f"{str(file)!r} holds no readable run fingerprint ({error!r}): the checkpoint is corrupt."
         ) from None
     if saved_embeddings != embeddings:
         raise ValueError(

@@ -30,7 +30,6 @@ from modeling_cascade import CascadeConfig, CascadeModel
 from modeling_cascade import evaluate as evaluate_cli
 from modeling_cascade.data import CorpusError
 from modeling_cascade.offline import HubUnreachableError
-from modeling_cascade.resume import RUN_FINGERPRINT_FILE
 from modeling_cascade.search import CascadeIndex
 
 
@@ -303,10 +302,25 @@ def test_checkpoint_trained_with_other_settings_is_refused(finished_run, workspa
 def test_checkpoint_without_a_fingerprint_resumes_with_a_warning(finished_run, workspace, caplog):
     """Checkpoints written before fingerprints existed still resume; the run says it could not check them."""
     checkpoint = copy_checkpoint(finished_run, workspace / "out")
-    (checkpoint / RUN_FINGERPRINT_FILE).unlink()
+    state_file = checkpoint / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["stateful_callbacks"]["RunFingerprintCallback"]
+    state_file.write_text(json.dumps(state))
     run_distillation.main(main_args(workspace, "--target_dims", "16,8"))
-    assert f"{str(checkpoint)!r} has no {RUN_FINGERPRINT_FILE}" in caplog.text
+    assert f"{str(state_file)!r} carries no run fingerprint" in caplog.text
     assert (workspace / "out" / "final_model" / "model.safetensors").is_file()
+
+
+def test_checkpoint_with_a_mangled_fingerprint_is_refused(finished_run, workspace):
+    checkpoint = copy_checkpoint(finished_run, workspace / "out")
+    state_file = checkpoint / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["stateful_callbacks"]["RunFingerprintCallback"]["args"]["fingerprint"] = {"settings": {}}
+    state_file.write_text(json.dumps(state))
+    refuse(
+        lambda: run_distillation.main(main_args(workspace, "--target_dims", "16,8")),
+        ValueError, workspace, str(state_file), "no readable run fingerprint", "corrupt",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("problem", ["foreign_config", "pickled_weights"])
