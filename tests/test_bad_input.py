@@ -256,6 +256,15 @@ def copy_checkpoint(finished_run: Path, output_dir: Path) -> Path:
     return target
 
 
+def edit_saved_callbacks(checkpoint: Path, edit: Callable[[dict], object]) -> Path:
+    """Apply `edit` to the `stateful_callbacks` of a checkpoint's trainer_state.json (where the fingerprint lives)."""
+    state_file = checkpoint / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    edit(state["stateful_callbacks"])
+    state_file.write_text(json.dumps(state))
+    return state_file
+
+
 def test_checkpoint_with_a_planted_pickle_is_never_loaded(finished_run, workspace):
     checkpoint = copy_checkpoint(finished_run, workspace / "out")
     write_pickle(checkpoint / "optimizer.pt", workspace)
@@ -302,10 +311,7 @@ def test_checkpoint_trained_with_other_settings_is_refused(finished_run, workspa
 def test_checkpoint_without_a_fingerprint_resumes_with_a_warning(finished_run, workspace, caplog):
     """Checkpoints written before fingerprints existed still resume; the run says it could not check them."""
     checkpoint = copy_checkpoint(finished_run, workspace / "out")
-    state_file = checkpoint / "trainer_state.json"
-    state = json.loads(state_file.read_text())
-    del state["stateful_callbacks"]["RunFingerprintCallback"]
-    state_file.write_text(json.dumps(state))
+    state_file = edit_saved_callbacks(checkpoint, lambda callbacks: callbacks.pop("RunFingerprintCallback"))
     run_distillation.main(main_args(workspace, "--target_dims", "16,8"))
     assert f"{str(state_file)!r} carries no run fingerprint" in caplog.text
     assert (workspace / "out" / "final_model" / "model.safetensors").is_file()
@@ -313,10 +319,9 @@ def test_checkpoint_without_a_fingerprint_resumes_with_a_warning(finished_run, w
 
 def test_checkpoint_with_a_mangled_fingerprint_is_refused(finished_run, workspace):
     checkpoint = copy_checkpoint(finished_run, workspace / "out")
-    state_file = checkpoint / "trainer_state.json"
-    state = json.loads(state_file.read_text())
-    state["stateful_callbacks"]["RunFingerprintCallback"]["args"]["fingerprint"] = {"settings": {}}
-    state_file.write_text(json.dumps(state))
+    state_file = edit_saved_callbacks(
+        checkpoint, lambda callbacks: callbacks["RunFingerprintCallback"]["args"].update(fingerprint={"settings": {}})
+    )
     refuse(
         lambda: run_distillation.main(main_args(workspace, "--target_dims", "16,8")),
         ValueError, workspace, str(state_file), "no readable run fingerprint", "corrupt",
