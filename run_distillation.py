@@ -36,11 +36,12 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
 import transformers
-from transformers import HfArgumentParser, Trainer, set_seed
+from transformers import Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from modeling_cascade import CascadeConfig, CascadeModel
@@ -50,6 +51,7 @@ from modeling_cascade.arguments import (
     ModelArguments,
     resolve_target_dims,
 )
+from modeling_cascade.commands import CommandParser, parse_command_line, run_command
 from modeling_cascade.configuration_cascade import POOLING_MODES
 from modeling_cascade.data import CorpusFilters, load_corpus
 from modeling_cascade.embeddings import check_embedding_dim, compute_teacher_embeddings
@@ -87,7 +89,13 @@ from modeling_cascade.resume import (
     whole_run_train_loss,
 )
 from modeling_cascade.teacher import Teacher, resolve_teacher_name
-from modeling_cascade.trainer import LEARNING_CURVE_FILE, EpochLogCallback, LossHistory, embeddings_dataset
+from modeling_cascade.trainer import (
+    LEARNING_CURVE_FILE,
+    EpochLogCallback,
+    LossHistory,
+    collate_embeddings,
+    embeddings_dataset,
+)
 
 
 logger = transformers.utils.logging.get_logger("modeling_cascade.run_distillation")
@@ -110,11 +118,8 @@ def parse_args(
     argv: list[str] | None = None,
 ) -> tuple[ModelArguments, DataArguments, CascadeTrainingArguments, ModelCardArguments]:
     """Parse the command line (or a single `.json` file of arguments) into the four argument dataclasses."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, CascadeTrainingArguments, ModelCardArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    parser = CommandParser((ModelArguments, DataArguments, CascadeTrainingArguments, ModelCardArguments))
+    return parse_command_line(parser, argv)
 
 
 def setup_logging(training_args: CascadeTrainingArguments) -> None:
@@ -279,22 +284,19 @@ def load_teacher_embeddings(
     return embeddings, teacher_fields(model_args, teacher)
 
 
-def split_embeddings(
-    embeddings: np.ndarray, val_split: float, seed: int, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
+def split_embeddings(embeddings: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle once with `seed` and hold out `val_split` of the rows for validation.
 
     Raises:
-        `ValueError` when either part is too small: validation needs two rows, training one full batch.
+        `ValueError` when either part is too small: validation needs two rows, training one.
     """
     order = np.random.default_rng(seed).permutation(len(embeddings))
     val_size = int(round(len(embeddings) * val_split))
     train_size = len(embeddings) - val_size
-    if val_size < 2 or train_size < batch_size:
+    if val_size < 2 or train_size < 1:
         raise ValueError(
-            f"{len(embeddings)} rows are too few for --val_split {val_split} and --train_batch_size {batch_size}: "
-            f"that leaves {train_size} training rows (need at least one batch of {batch_size}) and {val_size} "
-            "validation rows (need at least 2). Use more rows or a smaller --train_batch_size."
+            f"{len(embeddings)} rows are too few for --val_split {val_split}: that leaves {train_size} training rows "
+            f"and {val_size} validation rows (need at least 1 and 2). Use more rows or another --val_split."
         )
     return embeddings[np.sort(order[val_size:])], embeddings[np.sort(order[:val_size])]
 
@@ -414,10 +416,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     hub_target = prepare_hub_push(training_args)  # before any work: a bad token or repo fails now
 
     embeddings, teacher = load_teacher_embeddings(model_args, data_args, training_args)
-    train_embeddings, val_embeddings = split_embeddings(
-        embeddings, data_args.val_split, training_args.seed, training_args.per_device_train_batch_size
-    )
+    train_embeddings, val_embeddings = split_embeddings(embeddings, data_args.val_split, training_args.seed)
     logger.info(f"Split: {len(train_embeddings)} training rows, {len(val_embeddings)} validation rows")
+    training_args.fit_batch_size_to(len(train_embeddings))
 
     set_seed(training_args.seed)
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
@@ -450,6 +451,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args=training_args,
         train_dataset=embeddings_dataset(train_embeddings),
         eval_dataset=embeddings_dataset(val_embeddings),
+        data_collator=collate_embeddings,
         callbacks=[
             EpochLogCallback(),
             RankingEvalCallback(val_embeddings, seed=training_args.seed),
@@ -485,5 +487,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
+def cli() -> None:
+    """Console entry point: a user error is one `error: ...` line on stderr and exit status 2."""
+    run_command(main, own_files=[Path(__file__)])
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import logging
 
+from .commands import split_list
 from .configuration_cascade import HEAD_TYPES, STRATEGIES
 from .data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
 from .embeddings import SHARD_SIZE
@@ -22,6 +23,7 @@ from .teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
 logger = logging.get_logger(__name__)
 
 DEFAULT_TARGET_DIMS = "768,512,256,128,64,32"
+DEFAULT_TRAIN_BATCH_SIZE = 1024
 
 
 def parse_target_dims(text: str) -> list[int]:
@@ -30,8 +32,8 @@ def parse_target_dims(text: str) -> list[int]:
     Raises:
         `ValueError` naming the offending entry.
     """
-    entries = [entry.strip() for entry in str(text).split(",")]
-    if not any(entries):
+    entries = split_list(str(text))
+    if not entries:
         raise ValueError("--target_dims is empty: give comma-separated dims, e.g. --target_dims 256,128,64,32.")
     dims = []
     for entry in entries:
@@ -57,7 +59,7 @@ def parse_kl_temperature(text: str, target_dims: str) -> dict[int, float] | None
     """
     if str(text).strip().lower() == "auto":
         return None
-    entries = [entry.strip() for entry in str(text).split(",")]
+    entries = split_list(str(text))
     temperatures = []
     for entry in entries:
         try:
@@ -70,7 +72,7 @@ def parse_kl_temperature(text: str, target_dims: str) -> dict[int, float] | None
         if not temperature > 0:
             raise ValueError(f"--kl_temperature entry {entry!r} must be > 0 (got --kl_temperature {text!r}).")
         temperatures.append(temperature)
-    dims = [int(entry) for entry in str(target_dims).split(",") if entry.strip()]
+    dims = [int(entry) for entry in split_list(str(target_dims))]  # --target_dims order, checked by parse_target_dims
     if len(temperatures) == 1:
         return dict.fromkeys(dims, temperatures[0])
     if len(temperatures) != len(dims):
@@ -249,7 +251,7 @@ class DataArguments:
             raise ValueError(f"--embedding_shard_size must be a positive integer, got {self.embedding_shard_size}.")
         if self.save_embeddings is not None and not self.save_embeddings.endswith(".npy"):
             raise ValueError(f"--save_embeddings must name a .npy file, got {self.save_embeddings!r}.")
-        self.language_list = tuple(code.strip() for code in (self.languages or "").split(",") if code.strip())
+        self.language_list = tuple(split_list(self.languages))
         if self.languages is not None and not self.language_list:
             raise ValueError(f"--languages {self.languages!r} names no language; give codes such as en,fr.")
 
@@ -276,10 +278,11 @@ class CascadeTrainingArguments(TrainingArguments):
     num_train_epochs: float = field(
         default=60.0, metadata={"help": "Number of training epochs.", "aliases": ["--epochs"]}
     )
-    per_device_train_batch_size: int = field(
-        default=1024,
+    per_device_train_batch_size: int | None = field(
+        default=None,
         metadata={
-            "help": "Training batch size per device; the losses compare all pairs within a batch.",
+            "help": f"Training batch size per device; the losses compare all pairs within a batch (default "
+            f"{DEFAULT_TRAIN_BATCH_SIZE}, or all training rows when there are fewer).",
             "aliases": ["--train_batch_size"],
         },
     )
@@ -308,6 +311,34 @@ class CascadeTrainingArguments(TrainingArguments):
             # Say so to the Trainer: --bf16 then runs on the CPU, and processes started by torchrun / accelerate launch
             # join one gloo group instead of each training alone.
             self.use_cpu = True
+        # Whether the batch size is ours to choose: the default is capped to the training rows of a small corpus.
+        self.train_batch_size_is_default = self.per_device_train_batch_size is None
+        if self.train_batch_size_is_default:
+            self.per_device_train_batch_size = DEFAULT_TRAIN_BATCH_SIZE
+        if self.per_device_train_batch_size < 1:
+            raise ValueError(f"--train_batch_size must be a positive integer, got {self.per_device_train_batch_size}.")
         if self.per_device_eval_batch_size is None:
             self.per_device_eval_batch_size = self.per_device_train_batch_size
         super().__post_init__()
+
+    def fit_batch_size_to(self, train_rows: int) -> None:
+        """Cap the default training batch to `train_rows`, so a small corpus trains without a flag.
+
+        Raises:
+            `ValueError` when `--train_batch_size` was given and is larger than `train_rows`.
+        """
+        batch_size = self.per_device_train_batch_size
+        if train_rows >= batch_size:
+            return
+        if not self.train_batch_size_is_default:
+            raise ValueError(
+                f"--train_batch_size {batch_size} is larger than the {train_rows} training rows: use more rows or a "
+                f"--train_batch_size of at most {train_rows}."
+            )
+        logger.info(
+            f"Training batch size: {train_rows} (all the training rows; the default {DEFAULT_TRAIN_BATCH_SIZE} is more "
+            "than there are)."
+        )
+        if self.per_device_eval_batch_size == batch_size:
+            self.per_device_eval_batch_size = train_rows
+        self.per_device_train_batch_size = train_rows

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers import HfArgumentParser
 from transformers.utils import logging as hf_logging
 
 from .beir import BeirDataset
+from .commands import CommandParser, parse_command_line, run_command, split_list
 from .configuration_cascade import CascadeConfig
 from .evaluation import EvaluationResults, build_projections, evaluate_projections, normalize_rows, top_k_rows
 from .file_utils import load_embeddings
@@ -51,8 +51,12 @@ class EvaluateArguments:
     model_dir: str = field(
         metadata={"help": "A cascade folder, or a run's output_dir (its best_model/ is used, else final_model/)."}
     )
-    test_queries: str | None = field(
-        default=None, metadata={"help": 'Comma-separated queries to search the corpus with, e.g. "q one,q two".'}
+    test_queries: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": 'Queries to search the corpus with: one comma-separated value ("q one,q two") or several '
+            'quoted values ("q one" "q two", commas kept).'
+        },
     )
     beir: str | None = field(
         default=None, metadata={"help": "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) to score."}
@@ -114,14 +118,16 @@ class EvaluateArguments:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"--num_samples must be a positive integer, got {self.num_samples}.")
+        if self.corpus is not None:
+            self.corpus = split_list(self.corpus) or None
 
     @property
     def query_list(self) -> list[str]:
-        """`--test_queries` split on commas, blanks dropped."""
-        queries = [query.strip() for query in (self.test_queries or "").split(",")]
-        queries = [query for query in queries if query]
+        """`--test_queries` as a list (see `split_list`), blanks dropped."""
+        queries = split_list(self.test_queries)
         if not queries:
-            raise ValueError(f"--test_queries {self.test_queries!r} holds no query; separate queries with commas.")
+            given = " ".join(repr(value) for value in self.test_queries or [])
+            raise ValueError(f"--test_queries {given} holds no query; separate queries with commas.")
         return queries
 
 
@@ -399,8 +405,7 @@ def format_text(report: dict, evaluation: EvaluationResults, args: EvaluateArgum
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation CLI; print the report (text or JSON) and return it as a dict."""
-    parser = HfArgumentParser(EvaluateArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    (args,) = parse_command_line(CommandParser(EvaluateArguments), argv)
     model, folder = load_cascade(args.model_dir)
     report, evaluation = (query_search_report if args.test_queries is not None else beir_report)(args, model, folder)
     if args.output_dir:
@@ -414,11 +419,7 @@ def cli() -> None:
     """Console entry point: progress logs on stderr (stdout holds only the report); bad input exits with status 2."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
     logging.getLogger("modeling_cascade").setLevel(logging.INFO)
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)
 
 
 if __name__ == "__main__":

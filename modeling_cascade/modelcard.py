@@ -27,6 +27,7 @@ from huggingface_hub.constants import REPOCARD_NAME
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
+from .commands import split_list
 from .configuration_cascade import CascadeConfig
 from .data import PYTHON_DOCS, resolve_corpus_source
 from .evaluation import DIMS_TRADEOFF_FILE, METHOD_LABELS, EvaluationResults
@@ -625,10 +626,6 @@ class ModelCardArguments:
     card_tags: str | None = field(default=None, metadata={"help": "Extra comma-separated tags for the card."})
 
 
-def _split_list(text: str | None) -> list[str]:
-    return [item.strip() for item in (text or "").split(",") if item.strip()]
-
-
 def run_card_data(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -650,9 +647,9 @@ def run_card_data(
         model_name=card_args.card_model_name
         or (training_args.hub_model_id or "").split("/")[-1]
         or Path(training_args.output_dir).absolute().name,
-        language=_split_list(card_args.card_language) or list(data_args.language_list),
+        language=split_list(card_args.card_language) or list(data_args.language_list),
         license=card_args.card_license,
-        tags=_split_list(card_args.card_tags),
+        tags=split_list(card_args.card_tags),
         initialization=PCA_INITIALIZATION,  # `run_distillation.build_model` starts every head there
         model_id=hub_repo_id,
     )

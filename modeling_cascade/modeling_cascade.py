@@ -73,7 +73,8 @@ class CascadeModelOutput(ModelOutput):
     """Output of [`CascadeModel`].
 
     Args:
-        loss (`torch.Tensor`, *optional*): Similarity-preservation loss of the batch, when `return_loss=True`.
+        loss (`torch.Tensor`, *optional*): Similarity-preservation loss of the batch, in training mode or when
+            `return_loss=True`.
         cascade_embeddings (`tuple[torch.Tensor]`): One L2-normalised tensor of shape `(batch, dim)` per target dim,
             in the order of `config.target_dims` (largest first).
     """
@@ -181,8 +182,9 @@ class CascadePreTrainedModel(PreTrainedModel):
 class CascadeModel(CascadePreTrainedModel):
     """Maps teacher embeddings to every target dim of the cascade; each output is L2-normalised.
 
-    `forward(embeddings)` returns a [`CascadeModelOutput`] with one tensor per target dim and, by default, the
-    similarity-preservation loss of the batch, so the stock `Trainer` trains it with no labels.
+    `forward(embeddings)` returns a [`CascadeModelOutput`] with one tensor per target dim and, in training mode (or
+    with `return_loss=True`), the similarity-preservation loss of the batch, so the stock `Trainer` trains it with no
+    labels.
 
     Args:
         config (`CascadeConfig`): The cascade's layout and losses.
@@ -191,7 +193,7 @@ class CascadeModel(CascadePreTrainedModel):
 
     >>> import torch
     >>> from modeling_cascade import CascadeConfig, CascadeModel
-    >>> model = CascadeModel(CascadeConfig(input_dim=16, target_dims=[8, 4]))
+    >>> model = CascadeModel(CascadeConfig(input_dim=16, target_dims=[8, 4])).eval()
     >>> output = model(torch.randn(10, 16))
     >>> [tuple(t.shape) for t in output.cascade_embeddings]
     [(10, 8), (10, 4)]
@@ -241,20 +243,25 @@ class CascadeModel(CascadePreTrainedModel):
         return {dim: outputs[dim] for dim in dims}
 
     def forward(
-        self, embeddings: torch.Tensor, return_loss: bool = True, return_dict: bool | None = None
+        self, embeddings: torch.Tensor, return_loss: bool | None = None, return_dict: bool | None = None
     ) -> CascadeModelOutput | tuple:
         """Project a batch of teacher embeddings to every target dim.
 
+        The loss compares all pairs of rows of the batch (a `batch x batch` similarity matrix per head), so it is
+        computed only when it is needed: in training mode, or when `return_loss=True` is given (the Trainer's
+        evaluation passes it through `collate_embeddings`). Inference on a large batch builds no such matrix.
+
         Args:
             embeddings (`torch.Tensor` of shape `(batch, input_dim)`): Teacher embeddings.
-            return_loss (`bool`, defaults to `True`): Also compute the similarity-preservation loss of the batch.
+            return_loss (`bool`, *optional*): Compute the similarity-preservation loss of the batch; defaults to
+                `self.training`.
             return_dict (`bool`, *optional*): Return a [`CascadeModelOutput`] (default) or a tuple.
         """
         inputs = self._prepare_inputs(embeddings)
         outputs = self._head_outputs(inputs, self.config.target_dims)
         raw = [outputs[dim] for dim in self.config.target_dims]
         loss = None
-        if return_loss:
+        if return_loss or (return_loss is None and self.training):
             loss = self.criterion(inputs, raw)
         cascade_embeddings = tuple(F.normalize(tensor, dim=-1) for tensor in raw)
         return_dict = return_dict if return_dict is not None else self.config.return_dict

@@ -724,7 +724,10 @@ class SearchArguments:
                   "--corpus_embeddings is given (then its rows, in the same order, only label the hits)."},
     )  # fmt: skip
     text_column: str = field(default="text", metadata={"help": "Column of --corpus_file holding the texts."})
-    queries: list[str] | None = field(default=None, metadata={"help": "Query texts, embedded by the teacher."})
+    queries: list[str] | None = field(
+        default=None,
+        metadata={"help": 'Query texts, embedded by the teacher: "q one,q two", or "q one" "q two" (commas kept).'},
+    )
     query_embeddings: str | None = field(default=None, metadata={"help": "Teacher embeddings of the queries (.npy)."})
     teacher: str | None = field(
         default=None, metadata={"help": "Teacher for texts (Hub id, folder or packaged name); default: the cascade's."}
@@ -745,8 +748,10 @@ def parse_int_list(text: str | None, flag: str) -> list[int] | None:
     """Parse "128,768" into ints, or raise a `ValueError` naming `flag` and the bad entry."""
     if text is None:
         return None
+    from .commands import split_list
+
     try:
-        return [int(entry) for entry in text.split(",")]
+        return [int(entry) for entry in split_list(text)]
     except ValueError:
         raise ValueError(f"{flag} must be comma-separated integers, got {text!r}.") from None
 
@@ -779,11 +784,13 @@ def read_texts(path: str, text_column: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> SearchResult:
     """Build (or load) an index, search the queries and print the hits; returns them."""
-    from transformers import HfArgumentParser
-
+    from .commands import CommandParser, parse_command_line, split_list
     from .file_utils import load_embeddings
 
-    (args,) = HfArgumentParser(SearchArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_command_line(CommandParser(SearchArguments), argv)
+    args.queries = split_list(args.queries) if args.queries is not None else None
+    if args.queries == []:
+        raise ValueError("--queries holds no query text.")
     if (args.model_dir is None) == (args.index_dir is None):
         raise ValueError("Give exactly one of --model_dir (build an index from a cascade) and --index_dir (load one).")
     if (args.queries is None) == (args.query_embeddings is None):
@@ -837,11 +844,9 @@ def cli() -> None:
 
     python_logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
     python_logging.getLogger("modeling_cascade").setLevel(python_logging.INFO)
-    try:
-        main(sys.argv[1:])
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    from .commands import run_command
+
+    run_command(main)
 
 
 if __name__ == "__main__":

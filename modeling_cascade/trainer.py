@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from datasets import Dataset, Features, List, Value
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
@@ -23,6 +24,15 @@ def embeddings_dataset(embeddings: np.ndarray) -> Dataset:
     features = Features({"embeddings": List(Value("float32"), length=embeddings.shape[1])})
     dataset = Dataset.from_dict({"embeddings": np.asarray(embeddings, dtype=np.float32)}, features=features)
     return dataset.with_format("torch")
+
+
+def collate_embeddings(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | bool]:
+    """Stack rows of `embeddings_dataset` into a batch that asks the model for its loss.
+
+    `CascadeModel.forward` computes its loss only in training mode unless `return_loss=True` is passed; with this
+    collator the Trainer's evaluation reports `eval_loss` too.
+    """
+    return {"embeddings": torch.stack([row["embeddings"] for row in rows]), "return_loss": True}
 
 
 class EpochLogCallback(TrainerCallback):

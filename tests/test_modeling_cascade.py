@@ -24,7 +24,7 @@ class CascadeModelTester:
 
     def create_and_check_model(self, config: CascadeConfig, inputs: torch.Tensor) -> CascadeModel:
         model = CascadeModel(config).eval()
-        output = model(inputs)
+        output = model(inputs, return_loss=True)
         assert isinstance(output, CascadeModelOutput)
         assert [tuple(t.shape) for t in output.cascade_embeddings] == [
             (self.batch_size, d) for d in config.target_dims
@@ -66,9 +66,39 @@ def test_heads_per_strategy():
 def test_no_loss_when_not_asked_and_tuple_output():
     config, inputs = CascadeModelTester().prepare_config_and_inputs()
     model = CascadeModel(config)
+    assert model.training and model(inputs).loss is not None  # training mode: the Trainer's loss
     assert model(inputs, return_loss=False).loss is None
     output = model(inputs, return_dict=False)
     assert isinstance(output, tuple) and output[0].ndim == 0 and len(output[1]) == 2
+    model.eval()
+    assert model(inputs).loss is None
+    assert model(inputs, return_loss=True).loss is not None
+
+
+def test_inference_builds_no_batch_by_batch_matrix(monkeypatch):
+    """In eval mode a forward over many rows computes no loss, so no rows x rows similarity matrix is allocated."""
+    config, _ = CascadeModelTester().prepare_config_and_inputs()
+    model = CascadeModel(config).eval()
+    rows = 4096
+    inputs = torch.randn(rows, config.input_dim)
+    shapes = []
+    original_matmul = torch.Tensor.__matmul__
+
+    def recording_matmul(self, other):
+        result = original_matmul(self, other)
+        shapes.append(tuple(result.shape))
+        return result
+
+    def refuse_loss(*args, **kwargs):
+        raise AssertionError("the loss was computed at inference")
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", recording_matmul)
+    monkeypatch.setattr(model.criterion, "forward", refuse_loss)
+    with torch.no_grad():
+        output = model(inputs)
+    assert output.loss is None
+    assert [tuple(t.shape) for t in output.cascade_embeddings] == [(rows, dim) for dim in config.target_dims]
+    assert (rows, rows) not in shapes
 
 
 def test_wrong_input_dim_and_unknown_dim_are_refused():

