@@ -55,13 +55,6 @@ from modeling_cascade.commands import CommandParser, parse_command_line, run_com
 from modeling_cascade.configuration_cascade import POOLING_MODES
 from modeling_cascade.data import CorpusFilters, load_corpus
 from modeling_cascade.embeddings import check_embedding_dim, compute_teacher_embeddings
-from modeling_cascade.evaluation import (
-    DIMS_TRADEOFF_FILE,
-    EVAL_RESULTS_FILE,
-    EvaluationResults,
-    RankingEvalCallback,
-    evaluate_cascade,
-)
 from modeling_cascade.file_utils import (
     atomic_directory,
     atomic_path,
@@ -76,6 +69,13 @@ from modeling_cascade.modelcard import (
     card_step,
     run_card_data,
     save_model_card,
+)
+from modeling_cascade.ranking import (
+    DIMS_TRADEOFF_FILE,
+    EVAL_RESULTS_FILE,
+    EvaluationResults,
+    RankingEvalCallback,
+    evaluate_cascade,
 )
 from modeling_cascade.resume import (
     RunFingerprintCallback,

@@ -48,15 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run_distillation  # noqa: E402
 from modeling_cascade import CascadeModel  # noqa: E402
+from modeling_cascade.array_utils import normalize_rows  # noqa: E402
 from modeling_cascade.beir import BeirDataset  # noqa: E402
-from modeling_cascade.evaluation import (  # noqa: E402
-    EvaluationResults,
-    build_projections,
-    evaluate_projections,
-    normalize_rows,
-)
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
 from modeling_cascade.metrics import spearman_correlation  # noqa: E402
+from modeling_cascade.ranking import EvaluationResults, build_projections, evaluate_projections  # noqa: E402
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

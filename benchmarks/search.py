@@ -55,9 +55,8 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import run_distillation  # noqa: E402
-from modeling_cascade import CascadeModel  # noqa: E402
+from modeling_cascade import CascadeIndex, CascadeModel  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
-from modeling_cascade.search import CascadeIndex  # noqa: E402
 from modeling_cascade.trainer import embeddings_dataset  # noqa: E402
 
 

@@ -19,10 +19,10 @@ from .modeling_cascade import CascadeModel, CascadeModelOutput, CascadePreTraine
 if TYPE_CHECKING:
     from .data import CorpusError, CorpusFilters, load_corpus
     from .embeddings import compute_teacher_embeddings
+    from .index import CascadeIndex, SearchResult
     from .modelcard import CardData, ModelCardCallback, save_model_card
     from .offline import HubUnreachableError
     from .python_docs import python_docs_corpus
-    from .search import CascadeIndex, SearchResult
     from .teacher import Teacher
 
 
@@ -34,12 +34,12 @@ AutoModel.register(CascadeConfig, CascadeModel)
 # Public names imported on first use: name -> the submodule that defines it.
 _LAZY_NAMES = {
     "CardData": "modelcard",
-    "CascadeIndex": "search",
+    "CascadeIndex": "index",
     "CorpusError": "data",
     "CorpusFilters": "data",
     "HubUnreachableError": "offline",
     "ModelCardCallback": "modelcard",
-    "SearchResult": "search",
+    "SearchResult": "index",
     "Teacher": "teacher",
     "compute_teacher_embeddings": "embeddings",
     "load_corpus": "data",

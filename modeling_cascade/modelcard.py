@@ -30,8 +30,8 @@ from transformers.utils import logging
 from .commands import split_list
 from .configuration_cascade import CascadeConfig
 from .data import PYTHON_DOCS, resolve_corpus_source
-from .evaluation import DIMS_TRADEOFF_FILE, METHOD_LABELS, EvaluationResults
 from .file_utils import atomic_path
+from .ranking import DIMS_TRADEOFF_FILE, METHOD_LABELS, EvaluationResults
 from .teacher import PACKAGED_COPIES
 from .teacher_encoder import PACKAGED_TEACHERS
 from .trainer import LEARNING_CURVE_FILE

@@ -342,34 +342,35 @@ class CascadeModel(CascadePreTrainedModel):
         return self.project(embeddings, dim)
 
     def _load_teacher(self):
-        """The teacher's `SentenceTransformer`, loaded once and kept on the cascade's device."""
+        """The teacher's `SentenceTransformer`, loaded once and kept on the cascade's device.
+
+        With this package installed, `Teacher.from_config` loads it (packaged teachers, offline fallbacks, the
+        dim check); a folder loaded with `trust_remote_code` where the package is absent loads it with the copy of
+        `teacher_encoder.py` it carries.
+        """
         device = self.heads[0].projection.weight.device
         teacher = self._teacher_cache.get("model")
         if teacher is None:
-            name = self.config.teacher_model
-            if not name:
+            if not self.config.teacher_model:
                 raise ValueError(
                     "This cascade's config names no teacher (teacher_model is None): it was trained from "
                     "pre-generated embeddings without --embedding_model. Embed the texts with the teacher that made "
                     "those embeddings and call project(embeddings, dim), or set config.teacher_model (and "
                     "teacher_pooling, teacher_max_length, query_prefix, document_prefix) to that teacher."
                 )
-            revision = self.config.teacher_revision
+            logger.info(f"Loading the teacher {self.config.teacher_model} to embed texts for the cascade")
             try:
-                # With the package installed, names resolve as in training (packaged teachers, offline fallbacks).
-                from modeling_cascade.teacher import resolve_teacher_name
+                from modeling_cascade.teacher import Teacher
             except ImportError:  # this file was loaded from a saved folder (trust_remote_code) without the package
-                pass
+                teacher = load_sentence_transformer(
+                    self.config.teacher_model,
+                    revision=self.config.teacher_revision,
+                    pooling=self.config.teacher_pooling,
+                    max_length=self.config.teacher_max_length,
+                    device=str(device),
+                )
             else:
-                name = resolve_teacher_name(name, revision)
-            logger.info(f"Loading the teacher {name} to embed texts for the cascade")
-            teacher = load_sentence_transformer(
-                name,
-                revision=revision,
-                pooling=self.config.teacher_pooling,
-                max_length=self.config.teacher_max_length,
-                device=str(device),
-            )
+                teacher = Teacher.from_config(self.config, device=str(device)).model
             self._teacher_cache["model"] = teacher
         elif teacher.device != device:
             teacher.to(device)

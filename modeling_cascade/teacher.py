@@ -140,6 +140,42 @@ class Teacher:
             snapshot = _cached_snapshot(self.model_name_or_path, revision)
             self.revision = snapshot.name if snapshot is not None else revision
 
+    @classmethod
+    def from_config(cls, config, model_name_or_path: str | None = None, device: str = "auto") -> Teacher:
+        """The teacher that embeds texts for a cascade: the one its config records (model, revision, pooling and
+        token limit, as in training), or the model `model_name_or_path` with its own defaults.
+
+        Args:
+            config (`CascadeConfig`): The cascade's config.
+            model_name_or_path (`str`, *optional*): Another teacher (Hub id, folder or packaged name) to use instead.
+            device (`str`, defaults to `"auto"`): As in the constructor.
+
+        Raises:
+            `ValueError` when the config names no teacher and none is given, or when the teacher's output size is not
+            the cascade's `input_dim`.
+        """
+        if model_name_or_path is not None:
+            teacher = cls(model_name_or_path, device=device)
+        elif not config.teacher_model:
+            raise ValueError(
+                "The cascade's config names no teacher_model (it was trained from pre-generated embeddings), so texts "
+                "cannot be embedded: name the teacher that made those embeddings, or pass teacher embeddings."
+            )
+        else:
+            teacher = cls(
+                config.teacher_model,
+                revision=config.teacher_revision,
+                pooling=config.teacher_pooling,
+                max_length=config.teacher_max_length,
+                device=device,
+            )
+        if teacher.dim != config.input_dim:
+            raise ValueError(
+                f"The teacher {teacher.model_name_or_path!r} makes {teacher.dim}-dim embeddings, but this cascade reads "
+                f"{config.input_dim}-dim ones: use the teacher the cascade was trained on."
+            )
+        return teacher
+
     @property
     def dim(self) -> int:
         """Size of the teacher's embeddings."""

@@ -26,11 +26,10 @@ import pytest
 import torch
 
 import run_distillation
-from modeling_cascade import CascadeConfig, CascadeModel
-from modeling_cascade import evaluate as evaluate_cli
+from modeling_cascade import CascadeConfig, CascadeIndex, CascadeModel
+from modeling_cascade.commands import evaluate as evaluate_cli
 from modeling_cascade.data import CorpusError
 from modeling_cascade.offline import HubUnreachableError
-from modeling_cascade.search import CascadeIndex
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -495,7 +494,7 @@ def test_index_refuses_bad_query_embeddings(index_workspace, matrix, culprits):
 
 
 def test_index_from_a_corpus_file_of_another_dim(index_workspace):
-    from modeling_cascade.search import main as search_main
+    from modeling_cascade.commands.search import main as search_main
 
     workspace, _ = index_workspace
     np.save(workspace / "corpus_768.npy", np.ones((20, 768), np.float32))

@@ -13,9 +13,9 @@ import pytest
 
 import run_distillation
 from modeling_cascade import CascadeConfig, CascadeModel
-from modeling_cascade import evaluate as evaluate_cli
-from modeling_cascade import search as search_cli
+from modeling_cascade.commands import evaluate as evaluate_cli
 from modeling_cascade.commands import run_command, split_list
+from modeling_cascade.commands import search as search_cli
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

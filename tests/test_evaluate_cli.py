@@ -13,7 +13,7 @@ import pytest
 from conftest import SHARED_DATA, require_shared
 
 from modeling_cascade import CascadeConfig, CascadeModel
-from modeling_cascade.evaluate import main
+from modeling_cascade.commands.evaluate import main
 from modeling_cascade.teacher import Teacher
 
 
@@ -204,7 +204,9 @@ def test_queries_but_no_teacher(tmp_path, corpus_file, tiny_teacher_dir, hub_unr
     with pytest.raises(ValueError, match="Could not load the teacher '.*deleted_teacher' \\(teacher_model in"):
         main(["--model_dir", str(tmp_path / "lost_teacher"), "--test_queries", "q", "--corpus", str(corpus_file)])
     save_cascade(tmp_path / "other_teacher", input_dim=64, teacher_model=str(tiny_teacher_dir))
-    with pytest.raises(ValueError, match="makes 32-dim embeddings, but the cascade in .* reads 64-dim ones"):
+    with pytest.raises(
+        ValueError, match="Could not load the teacher .* makes 32-dim embeddings, but this cascade reads 64-dim ones"
+    ):
         main(["--model_dir", str(tmp_path / "other_teacher"), "--test_queries", "q", "--corpus", str(corpus_file)])
 
 

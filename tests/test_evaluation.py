@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 
 from modeling_cascade import CascadeConfig, CascadeModel
-from modeling_cascade.evaluation import (
+from modeling_cascade.ranking import (
     DIMS_TRADEOFF_FILE,
     EVAL_RESULTS_FILE,
     build_projections,
     evaluate_cascade,
     evaluate_projections,
     split_queries_corpus,
-    top_k_rows,
 )
-
-
-def test_top_k_rows_orders_best_first_and_breaks_ties_by_index():
-    scores = np.array([[0.1, 0.9, 0.5, 0.9], [0.3, 0.2, 0.1, 0.0]], dtype=np.float32)
-    np.testing.assert_array_equal(top_k_rows(scores, 3), [[1, 3, 2], [0, 1, 2]])
-    np.testing.assert_array_equal(top_k_rows(scores, 10), [[1, 3, 2, 0], [0, 1, 2, 3]])
 
 
 def test_split_queries_corpus_is_disjoint_and_capped():

@@ -15,7 +15,6 @@ from huggingface_hub import ModelCard
 import run_distillation
 from modeling_cascade import CascadeConfig, CascadeModel
 from modeling_cascade import modelcard as modelcard_module
-from modeling_cascade.evaluation import evaluate_cascade
 from modeling_cascade.modelcard import (
     FRONT_MATTER_KEYS,
     CardData,
@@ -23,6 +22,7 @@ from modeling_cascade.modelcard import (
     loss_terms,
     save_model_card,
 )
+from modeling_cascade.ranking import evaluate_cascade
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, require_shared
 
-from modeling_cascade import CascadeConfig, CascadeModel
-from modeling_cascade import search as search_module
-from modeling_cascade.search import CascadeIndex, SearchResult, default_shortlist, default_stages, faiss_available
+from modeling_cascade import CascadeConfig, CascadeModel, index_storage
+from modeling_cascade.array_utils import faiss_available
+from modeling_cascade.commands import search as search_module
+from modeling_cascade.index import CascadeIndex, SearchResult, default_shortlist, default_stages
 
 
 requires_faiss = pytest.mark.skipif(not faiss_available(), reason="needs faiss (pip install modeling-cascade[faiss])")
@@ -185,7 +186,7 @@ def test_save_is_atomic(tmp_path, corpus, queries, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(search_module, "save_file", fail)
+    monkeypatch.setattr(index_storage, "save_file", fail)
     with pytest.raises(OSError, match="disk full"):
         replacement.save(tmp_path / "index")
     assert (tmp_path / "index" / "vectors.safetensors").read_bytes() == before
@@ -324,7 +325,7 @@ def test_corrupt_or_foreign_folder(tmp_path, corpus):
         (lambda folder: (folder / "vectors.safetensors").unlink(), "the saved CascadeIndex is incomplete"),
         (lambda folder: shutil.rmtree(folder / "cascade"), "cascade' does not hold a readable cascade"),
         (
-            lambda folder: search_module.save_file(
+            lambda folder: index_storage.save_file(
                 {"nested": np.zeros((600, 8), np.float16), "teacher": np.zeros((600, 32), np.float32)},
                 folder / "vectors.safetensors",
             ),
@@ -339,7 +340,7 @@ def test_corrupt_or_foreign_folder(tmp_path, corpus):
 
 
 def test_corpus_file_with_a_blank_row_is_refused_by_row(tmp_path):
-    from modeling_cascade.search import read_texts
+    from modeling_cascade.commands.search import read_texts
 
     (tmp_path / "docs.csv").write_text('text\nfirst document\n""\nthird document\n')
     with pytest.raises(ValueError, match=r"docs\.csv', row 1: the 'text' value is None, not a text"):

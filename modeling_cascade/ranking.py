@@ -16,6 +16,7 @@ import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
+from .array_utils import normalize_rows, top_k
 from .file_utils import atomic_path, save_figure
 from .metrics import (
     kendall_correlation,
@@ -46,21 +47,6 @@ METHOD_LABELS = {
 Projection = Callable[[np.ndarray, int], np.ndarray]
 # Relevance judgments of one query: corpus rows and their grades.
 Judgments = tuple[Sequence[int], Sequence[float]]
-
-
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """L2-normalise each row as float32 (zero rows stay zero)."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's `k` highest scores, best first (ties broken by the lower index)."""
-    k = min(k, scores.shape[1])
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -candidate_scores), axis=1)
-    return np.take_along_axis(candidates, order, axis=1)
 
 
 def build_projections(model: CascadeModel | None, fit_embeddings: np.ndarray, max_dim: int) -> dict[str, Projection]:
@@ -114,8 +100,8 @@ def ranking_metrics(
     full-dim `top_k_rows`) saves recomputing it when many reduced matrices are compared with one full one.
     """
     k = min(k, full_scores.shape[1])
-    full_top = top_k_rows(full_scores, k) if full_top is None else full_top[:, :k]
-    reduced_top = top_k_rows(reduced_scores, k)
+    full_top = top_k(full_scores, k) if full_top is None else full_top[:, :k]
+    reduced_top = top_k(reduced_scores, k)
     grades = [reference_relevance(k)] * len(full_top)
     metrics = {
         "mse": similarity_mse(reduced_scores, full_scores),
@@ -292,7 +278,7 @@ def evaluate_projections(
     k = min(k, len(corpus))
     dims = sorted(dims, reverse=True)
     full_scores = normalize_rows(queries) @ normalize_rows(corpus).T
-    full_top = top_k_rows(full_scores, k)
+    full_top = top_k(full_scores, k)
     full_dim = {}
     if judgments is not None:
         full_dim[f"ndcg@{k}"] = ndcg_at_k(full_top, [rows for rows, _ in judgments], [g for _, g in judgments], k=k)

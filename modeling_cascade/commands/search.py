@@ -1,0 +1,155 @@
+"""`cascade-search` (`python -m modeling_cascade.search`): build or load a `CascadeIndex`, search it, print the hits.
+
+    python -m modeling_cascade.search --model_dir models/distillation/best_model \
+        --corpus_embeddings corpus.npy --query_embeddings queries.npy --k 5
+    python -m modeling_cascade.search --model_dir models/common_corpus/best_model --corpus_file docs.jsonl \
+        --queries "How do I parse JSON?" "What is a context manager?" --save_index indexes/docs
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..file_utils import load_embeddings
+from ..index import FIRST_STAGES, CascadeIndex, SearchResult
+from ..index_storage import DTYPES
+from ..modeling_cascade import CascadeModel
+from .cli_utils import CommandParser, parse_command_line, run_command, split_list
+
+
+@dataclass
+class SearchArguments:
+    """Command-line arguments of `python -m modeling_cascade.search`."""
+
+    model_dir: str | None = field(default=None, metadata={"help": "A trained cascade (e.g. output_dir/best_model)."})
+    index_dir: str | None = field(
+        default=None, metadata={"help": "A saved CascadeIndex to search (instead of building one)."}
+    )
+    corpus_embeddings: str | None = field(default=None, metadata={"help": "Teacher embeddings of the corpus (.npy)."})
+    corpus_file: str | None = field(
+        default=None,
+        metadata={"help": "Corpus texts (.jsonl/.json/.csv/.parquet/.txt): embedded by the teacher unless "
+                  "--corpus_embeddings is given (then its rows, in the same order, only label the hits)."},
+    )  # fmt: skip
+    text_column: str = field(default="text", metadata={"help": "Column of --corpus_file holding the texts."})
+    queries: list[str] | None = field(
+        default=None,
+        metadata={"help": 'Query texts, embedded by the teacher: "q one,q two", or "q one" "q two" (commas kept).'},
+    )
+    query_embeddings: str | None = field(default=None, metadata={"help": "Teacher embeddings of the queries (.npy)."})
+    teacher: str | None = field(
+        default=None, metadata={"help": "Teacher for texts (Hub id, folder or packaged name); default: the cascade's."}
+    )
+    k: int = field(default=10, metadata={"help": "Hits per query."})
+    stages: str | None = field(
+        default=None, metadata={"help": "Comma-separated stage dims, e.g. 128,768 (default: automatic)."}
+    )
+    shortlist: str | None = field(
+        default=None, metadata={"help": "Comma-separated shortlist sizes, one per stage but the last."}
+    )
+    dtype: str = field(default="float32", metadata={"help": "Storage of the vectors.", "choices": list(DTYPES)})
+    first_stage: str = field(default="auto", metadata={"help": "First-stage search.", "choices": list(FIRST_STAGES)})
+    save_index: str | None = field(default=None, metadata={"help": "Save the built index to this folder."})
+
+
+def parse_int_list(text: str | None, flag: str) -> list[int] | None:
+    """Parse "128,768" into ints, or raise a `ValueError` naming `flag` and the bad entry."""
+    if text is None:
+        return None
+    try:
+        return [int(entry) for entry in split_list(text)]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}.") from None
+
+
+def read_texts(path: str, text_column: str) -> list[str]:
+    """The `text_column` of a local corpus file, read with `datasets`."""
+    from datasets import load_dataset
+
+    from ..data import FILE_BUILDERS
+
+    builder = FILE_BUILDERS.get(Path(path).suffix)
+    if builder is None:
+        raise ValueError(f"--corpus_file {path!r}: expected one of {sorted(FILE_BUILDERS)}.")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--corpus_file {path!r} not found.")
+    dataset = load_dataset(builder, data_files=str(path), split="train")
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"--corpus_file {path!r} has no column {text_column!r} (columns: {dataset.column_names}); set --text_column."
+        )
+    texts = dataset[text_column]
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"--corpus_file {path!r}, row {row}: the {text_column!r} value is {text!r}, not a text; every row "
+                "must hold a non-empty text (rows are the index's documents, in order)."
+            )
+    return list(texts)
+
+
+def main(argv: list[str] | None = None) -> SearchResult:
+    """Build (or load) an index, search the queries and print the hits; returns them."""
+    (args,) = parse_command_line(CommandParser(SearchArguments), argv)
+    args.queries = split_list(args.queries) if args.queries is not None else None
+    if args.queries == []:
+        raise ValueError("--queries holds no query text.")
+    if (args.model_dir is None) == (args.index_dir is None):
+        raise ValueError("Give exactly one of --model_dir (build an index from a cascade) and --index_dir (load one).")
+    if (args.queries is None) == (args.query_embeddings is None):
+        raise ValueError("Give exactly one of --queries (texts) and --query_embeddings (.npy).")
+    teacher = None
+    if args.teacher is not None:
+        from ..teacher import Teacher
+
+        teacher = Teacher(args.teacher)
+    texts = read_texts(args.corpus_file, args.text_column) if args.corpus_file else None
+    if args.index_dir is not None:
+        index = CascadeIndex.load(args.index_dir, teacher=teacher)
+    else:
+        cascade = CascadeModel.from_pretrained(args.model_dir)
+        options = {
+            "stages": parse_int_list(args.stages, "--stages"),
+            "dtype": args.dtype,
+            "first_stage": args.first_stage,
+        }
+        if args.corpus_embeddings is not None:
+            corpus = load_embeddings(
+                args.corpus_embeddings, expected_dim=cascade.config.input_dim, expected_by="the cascade's input_dim"
+            )
+            index = CascadeIndex(cascade, corpus, teacher=teacher, **options)
+        elif texts is not None:
+            index = CascadeIndex.from_texts(cascade, texts, teacher=teacher, **options)
+        else:
+            raise ValueError("--model_dir needs a corpus: --corpus_embeddings (.npy) or --corpus_file (texts).")
+    if texts is not None and len(texts) != len(index):
+        raise ValueError(f"--corpus_file has {len(texts)} texts, but the index holds {len(index)} documents.")
+    if args.save_index:
+        index.save(args.save_index)
+    queries = args.queries
+    if args.query_embeddings is not None:
+        queries = load_embeddings(
+            args.query_embeddings, expected_dim=index.cascade.config.input_dim, expected_by="the cascade's input_dim"
+        )
+    result = index.search(queries, k=args.k, shortlist=parse_int_list(args.shortlist, "--shortlist"))
+    print(f"{index!r}")
+    for row, (ids, scores) in enumerate(zip(result.ids, result.scores, strict=True)):
+        print(f"\nQuery {row + 1}: {args.queries[row] if args.queries else f'row {row} of {args.query_embeddings}'}")
+        for rank, (doc, score) in enumerate(zip(ids, scores, strict=True), start=1):
+            label = " ".join(texts[doc].split())[:100] if texts is not None else ""
+            print(f"  {rank:>2}. doc {doc:<8} {score:.4f}  {label}")
+    return result
+
+
+def cli() -> None:
+    """Console entry point: progress logs on stderr, hits on stdout; bad input exits with status 2 and an `error:` line."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
+    logging.getLogger("modeling_cascade").setLevel(logging.INFO)
+    run_command(main)
+
+
+if __name__ == "__main__":
+    cli()
