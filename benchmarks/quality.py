@@ -50,6 +50,7 @@ import run_distillation  # noqa: E402
 from modeling_cascade import CascadeModel  # noqa: E402
 from modeling_cascade.array_utils import normalize_rows  # noqa: E402
 from modeling_cascade.beir import BeirDataset  # noqa: E402
+from modeling_cascade.commands import train as train_command  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
 from modeling_cascade.metrics import spearman_correlation  # noqa: E402
 from modeling_cascade.ranking import EvaluationResults, build_projections, evaluate_projections  # noqa: E402
@@ -168,7 +169,7 @@ def train_default_cascade(
             ["--input_file", str(input_file), "--output_dir", str(output_dir), "--log_level", "warning", "--disable_tqdm", "true",
              *(train_args or [])]
         )  # fmt: skip
-    return CascadeModel.from_pretrained(output_dir / run_distillation.BEST_MODEL_DIR), time.perf_counter() - start
+    return CascadeModel.from_pretrained(output_dir / train_command.BEST_MODEL_DIR), time.perf_counter() - start
 
 
 @dataclass

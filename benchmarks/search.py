@@ -54,10 +54,10 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import run_distillation  # noqa: E402
 from modeling_cascade import CascadeIndex, CascadeModel  # noqa: E402
+from modeling_cascade.commands import train as train_command  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
-from modeling_cascade.trainer import embeddings_dataset  # noqa: E402
+from modeling_cascade.trainer import embeddings_dataset, split_embeddings  # noqa: E402
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -166,15 +166,14 @@ def train_cascade(train_rows: np.ndarray, epochs: int) -> CascadeModel:
     with tempfile.TemporaryDirectory(prefix="search-benchmark-") as workdir:
         input_file = Path(workdir) / "train_rows.npy"
         save_embeddings(input_file, train_rows)
-        model_args, data_args, training_args, _ = run_distillation.parse_args(
+        model_args, data_args, training_args, _ = train_command.parse_args(
             ["--input_file", str(input_file), "--output_dir", str(Path(workdir) / "cascade"), "--epochs", str(epochs),
              "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
         )  # fmt: skip
-        train, _ = run_distillation.split_embeddings(
-            train_rows, data_args.val_split, training_args.seed, training_args.per_device_train_batch_size
-        )
+        train, _ = split_embeddings(train_rows, data_args.val_split, training_args.seed)
+        training_args.fit_batch_size_to(len(train))
         transformers.set_seed(training_args.seed)
-        cascade = run_distillation.build_model(model_args, train_rows.shape[1], train)
+        cascade = train_command.build_model(model_args, train_rows.shape[1], train)
         with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints its log dicts; the benchmark a table
             transformers.Trainer(model=cascade, args=training_args, train_dataset=embeddings_dataset(train)).train()
     cascade.eval()

@@ -17,12 +17,12 @@ from .modeling_cascade import CascadeModel, CascadeModelOutput, CascadePreTraine
 
 
 if TYPE_CHECKING:
-    from .data import CorpusError, CorpusFilters, load_corpus
+    from .data import CorpusError, CorpusFilters, load_corpus, python_docs_corpus
     from .embeddings import compute_teacher_embeddings
     from .index import CascadeIndex, SearchResult
-    from .modelcard import CardData, ModelCardCallback, save_model_card
+    from .modelcard import CascadeModelCardData, save_model_card
+    from .modelcard_callback import ModelCardCallback
     from .offline import HubUnreachableError
-    from .python_docs import python_docs_corpus
     from .teacher import Teacher
 
 
@@ -33,17 +33,17 @@ AutoModel.register(CascadeConfig, CascadeModel)
 
 # Public names imported on first use: name -> the submodule that defines it.
 _LAZY_NAMES = {
-    "CardData": "modelcard",
+    "CascadeModelCardData": "modelcard",
     "CascadeIndex": "index",
     "CorpusError": "data",
     "CorpusFilters": "data",
     "HubUnreachableError": "offline",
-    "ModelCardCallback": "modelcard",
+    "ModelCardCallback": "modelcard_callback",
     "SearchResult": "index",
     "Teacher": "teacher",
     "compute_teacher_embeddings": "embeddings",
     "load_corpus": "data",
-    "python_docs_corpus": "python_docs",
+    "python_docs_corpus": "data",
     "save_model_card": "modelcard",
 }
 
@@ -62,10 +62,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "CardData",
     "CascadeConfig",
     "CascadeIndex",
     "CascadeModel",
+    "CascadeModelCardData",
     "CascadeModelOutput",
     "CascadePreTrainedModel",
     "CorpusError",

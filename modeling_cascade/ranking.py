@@ -11,9 +11,9 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.utils import logging
 
 from .array_utils import normalize_rows, top_k
@@ -26,8 +26,11 @@ from .metrics import (
     similarity_mse,
     spearman_correlation,
 )
-from .modeling_cascade import CascadeModel
 from .pca import PCAProjection
+
+
+if TYPE_CHECKING:  # only annotations: the evaluation needs a model's `project`, not this package's model class
+    from .modeling_cascade import CascadeModel
 
 
 logger = logging.get_logger(__name__)
@@ -324,43 +327,18 @@ def evaluate_cascade(
     )
 
 
-class RankingEvalCallback(TrainerCallback):
-    """Logs the cascade's overlap@k per dim on held-out rows at each evaluation, next to the epoch's val_loss.
-
-    The loss says how well similarities are kept; this line says what a search sees, so a run can be watched (and
-    stopped) on the quantity that matters: `Epoch 3/20: overlap@10 256=0.951, 128=0.842, 64=0.701`.
+def held_out_ranking_metrics(
+    model: CascadeModel, queries: np.ndarray, corpus: np.ndarray, k: int = 10
+) -> dict[str, float]:
+    """The cascade's ranking metrics per dim on held-out rows, as flat `dim_<dim>_<metric>` entries: what the
+    Trainer's evaluation reports next to `eval_loss` (`eval_dim_64_overlap@10`, ...).
 
     Args:
-        val_embeddings (`np.ndarray` of shape `(n, input_dim)`): Held-out rows, split into queries and a corpus as
-            in [`evaluate_cascade`].
-        k (`int`, defaults to 10): Cut-off of overlap@k.
-        seed (`int`, defaults to 0): Seed of the split.
-
-    Example:
-
-    >>> from transformers import Trainer  # doctest: +SKIP
-    >>> trainer = Trainer(model, args, callbacks=[RankingEvalCallback(val_embeddings)])  # doctest: +SKIP
+        model (`CascadeModel`): The cascade being trained.
+        queries, corpus (`np.ndarray`): Held-out rows, from [`split_queries_corpus`].
+        k (`int`, defaults to 10): Cut-off of overlap@k and nDCG@k.
     """
-
-    def __init__(self, val_embeddings: np.ndarray, k: int = 10, seed: int = 0) -> None:
-        self.queries, self.corpus = split_queries_corpus(val_embeddings, seed=seed)
-        self.k = k
-
-    def on_evaluate(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None, **kwargs
-    ) -> None:
-        if not state.is_world_process_zero or model is None:
-            return
-        results = evaluate_projections(
-            self.queries,
-            self.corpus,
-            {"cascade": model.project},
-            model.config.target_dims,
-            k=self.k,
-            correlations=False,
-        )
-        values = ", ".join(
-            f"{dim}={metrics[f'overlap@{results.k}']:.3f}" for dim, metrics in results.methods["cascade"].items()
-        )
-        epoch = int(round(state.epoch or 0))
-        logger.info(f"Epoch {epoch}/{int(np.ceil(args.num_train_epochs))}: overlap@{results.k} {values}")
+    results = evaluate_projections(
+        queries, corpus, {"cascade": model.project}, model.config.target_dims, k=k, correlations=False
+    )
+    return {name: value for name, value in results.flat_metrics().items() if not name.endswith("compression_ratio")}

@@ -26,8 +26,6 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-# Files the Trainer reads back with `torch.load(weights_only=True)` when it resumes from a checkpoint.
-TRAINER_STATE_PATTERNS = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 OTHER_RUN_ADVICE = "Pass --overwrite_output_dir to start over, or choose another --output_dir."
 
 
@@ -110,55 +108,32 @@ def whole_run_train_loss(state: TrainerState, train_loss: float, resumed_step: i
     return (total + train_loss * (state.global_step - resumed_step)) / state.global_step
 
 
-def check_checkpoint_files(folder: str | os.PathLike) -> None:
-    """Refuse a checkpoint folder that a run should not resume from, before the Trainer opens any of its files.
+def check_checkpoint_is_cascade(folder: str | os.PathLike) -> None:
+    """Refuse a checkpoint folder that is not a cascade's, or whose weights are pickled, before the Trainer opens it.
 
-    The Trainer reloads a checkpoint's weights from `model.safetensors` and its optimizer, scheduler and RNG states
-    from `.pt`/`.pth` files with `torch.load(weights_only=True)`. Those files are checked here without running
-    anything: torch disassembles their pickles statically, and any reference to something other than tensors,
-    plain containers and numpy arrays (what the Trainer itself writes) is refused. The folder must also hold a
-    cascade's `config.json` and `model.safetensors`, and no pickled model weights.
-
-    Args:
-        folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
+    The Trainer itself reads a checkpoint's optimizer, scheduler and RNG states with `torch.load(weights_only=True)`;
+    the weights must be `model.safetensors` (a `pytorch_model.bin` would be unpickled).
 
     Raises:
-        `ValueError` naming the file (and the unsafe reference).
+        `ValueError` naming the folder or file.
     """
-    import torch
-    from transformers.trainer_pt_utils import safe_globals
-
     folder = Path(folder)
-    config_file = folder / "config.json"
     config = _read_checkpoint_config(folder)
-    if not isinstance(config, dict) or config.get("model_type") != "cascade":
-        model_type = config.get("model_type") if isinstance(config, dict) else None
+    if config.get("model_type") != "cascade":
         raise ValueError(
-            f"{str(config_file)!r} has model_type {model_type!r}: {str(folder)!r} is not a cascade checkpoint."
+            f"{str(folder / 'config.json')!r} has model_type {config.get('model_type')!r}: {str(folder)!r} is not a "
+            "cascade checkpoint."
         )
     if not (folder / "model.safetensors").is_file():
         raise ValueError(
             f"Checkpoint {str(folder)!r} holds no model.safetensors; pickled weights (pytorch_model.bin) are never "
             "loaded."
         )
-    for pattern in TRAINER_STATE_PATTERNS:
-        for file in sorted(folder.glob(pattern)):
-            try:
-                with safe_globals():
-                    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
-            except Exception as error:
-                raise ValueError(
-                    f"{str(file)!r} is not a readable torch file ({error}): the checkpoint is corrupt."
-                ) from None
-            if unsafe:
-                raise ValueError(
-                    f"{str(file)!r} references {unsafe}, which a Trainer checkpoint never holds: it is not from a "
-                    "training run of this package and is not loaded. Resume from your own checkpoint or start over."
-                )
 
 
 def check_checkpoint_matches(folder: str | os.PathLike, expected: dict[str, tuple[object, str]]) -> None:
-    """Refuse a checkpoint (already passed by [`check_checkpoint_files`]) whose cascade is not the one this run builds.
+    """Refuse a checkpoint (already passed by [`check_checkpoint_is_cascade`]) whose cascade is not the one this run
+    builds.
 
     Args:
         folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.
@@ -184,9 +159,10 @@ def _refuse_differences(
 
 def _read_checkpoint_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"Checkpoint {str(folder)!r} has no readable config.json ({error}).") from None
+    return config if isinstance(config, dict) else {}
 
 
 def embeddings_fingerprint(embeddings: np.ndarray) -> dict[str, object]:

@@ -1,22 +1,45 @@
-"""Training glue around the stock `Trainer`: per-epoch log lines, the learning curve, and the loss summary."""
+"""Training a cascade with the `Trainer`: the data (a train / validation split of teacher embeddings as `datasets`
+rows), a thin `CascadeTrainer` that adds ranking metrics to every evaluation, the guide's per-epoch log lines, the
+learning curve and the loss summary."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
 
 from .file_utils import save_figure
+from .ranking import held_out_ranking_metrics, split_queries_corpus
 
 
 logger = logging.get_logger(__name__)
 
 LEARNING_CURVE_FILE = "learning_curve.png"
+OVERLAP_METRIC = re.compile(r"eval_dim_(?P<dim>\d+)_overlap@(?P<k>\d+)")
+
+
+def split_embeddings(embeddings: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle once with `seed` and hold out `val_split` of the rows for validation.
+
+    Raises:
+        `ValueError` when either part is too small: validation needs two rows, training one.
+    """
+    order = np.random.default_rng(seed).permutation(len(embeddings))
+    val_size = int(round(len(embeddings) * val_split))
+    train_size = len(embeddings) - val_size
+    if val_size < 2 or train_size < 1:
+        raise ValueError(
+            f"{len(embeddings)} rows are too few for --val_split {val_split}: that leaves {train_size} training rows "
+            f"and {val_size} validation rows (need at least 1 and 2). Use more rows or another --val_split."
+        )
+    return embeddings[np.sort(order[val_size:])], embeddings[np.sort(order[:val_size])]
 
 
 def embeddings_dataset(embeddings: np.ndarray) -> Dataset:
@@ -35,8 +58,54 @@ def collate_embeddings(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.T
     return {"embeddings": torch.stack([row["embeddings"] for row in rows]), "return_loss": True}
 
 
+class CascadeTrainer(Trainer):
+    """The `Trainer` for a `CascadeModel`: its batches ask the model for its loss (see [`collate_embeddings`]), and each
+    evaluation adds the cascade's ranking metrics on the evaluation rows to `eval_loss`.
+
+    The evaluation rows are split once (with `args.seed`) into queries and the corpus they are searched against (as
+    in `evaluate_cascade`); per target dim the metrics are `eval_dim_<dim>_overlap@<k>` (the share of the teacher's
+    top k found at that dim), `eval_dim_<dim>_full_ranking_ndcg@<k>` and `eval_dim_<dim>_mse`. They land in
+    `log_history`, reach every `report_to` integration and can be the `metric_for_best_model` (e.g.
+    `dim_64_overlap@10`).
+
+    Args:
+        ranking_k (`int`, defaults to 10): Cut-off of the ranking metrics.
+        args, kwargs: As for `Trainer`; `data_collator` defaults to [`collate_embeddings`].
+
+    Example:
+
+    >>> trainer = CascadeTrainer(model=cascade, args=args, train_dataset=train, eval_dataset=val)  # doctest: +SKIP
+    >>> trainer.evaluate()["eval_dim_64_overlap@10"]  # doctest: +SKIP
+    0.71
+    """
+
+    def __init__(self, *args, ranking_k: int = 10, **kwargs) -> None:
+        kwargs.setdefault("data_collator", collate_embeddings)
+        super().__init__(*args, **kwargs)
+        self.ranking_k = ranking_k
+        self._ranking_rows: tuple[object, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def _ranking_split(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Queries and corpus of the evaluation rows, split once per dataset."""
+        if self._ranking_rows is None or self._ranking_rows[0] is not dataset:
+            rows = np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
+            self._ranking_rows = (dataset, split_queries_corpus(rows, seed=self.args.seed))
+        return self._ranking_rows[1]
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ) -> EvalLoopOutput:
+        """The Trainer's evaluation loop (the loss), then the ranking metrics of the model on the same rows."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        queries, corpus = self._ranking_split(dataloader.dataset)
+        metrics = held_out_ranking_metrics(self.model, queries, corpus, k=self.ranking_k)
+        output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        return output
+
+
 class EpochLogCallback(TrainerCallback):
-    """Logs one line per evaluation in the guide's form: `Epoch 3/20: train_loss=0.01234, val_loss=0.01301`."""
+    """Logs each evaluation in the guide's form, `Epoch 3/20: train_loss=0.01234, val_loss=0.01301`, then what a search
+    sees at each dim (from [`CascadeTrainer`]'s metrics): `Epoch 3/20: overlap@10 256=0.951, 128=0.842, 64=0.701`."""
 
     def __init__(self) -> None:
         self.train_loss: float | None = None
@@ -51,10 +120,12 @@ class EpochLogCallback(TrainerCallback):
         if not state.is_world_process_zero or not metrics or "eval_loss" not in metrics:
             return
         train_loss = f"{self.train_loss:.5f}" if self.train_loss is not None else "n/a"
-        epoch = int(round(state.epoch or 0))
-        logger.info(
-            f"Epoch {epoch}/{int(np.ceil(args.num_train_epochs))}: train_loss={train_loss}, val_loss={metrics['eval_loss']:.5f}"
-        )
+        prefix = f"Epoch {int(round(state.epoch or 0))}/{int(np.ceil(args.num_train_epochs))}:"
+        logger.info(f"{prefix} train_loss={train_loss}, val_loss={metrics['eval_loss']:.5f}")
+        overlaps = [(match, value) for name, value in metrics.items() if (match := OVERLAP_METRIC.fullmatch(name))]
+        if overlaps:
+            values = ", ".join(f"{match['dim']}={value:.3f}" for match, value in overlaps)
+            logger.info(f"{prefix} overlap@{overlaps[0][0]['k']} {values}")
 
 
 @dataclass

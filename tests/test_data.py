@@ -8,9 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from modeling_cascade import data
-from modeling_cascade.data import CorpusError, CorpusFilters, load_corpus
+from modeling_cascade.data import CorpusError, CorpusFilters, load_corpus, python_docs_corpus
 from modeling_cascade.offline import HubUnreachableError
-from modeling_cascade.python_docs import python_docs_corpus
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -10,18 +12,18 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import train_tiny_run
-from huggingface_hub import ModelCard
+from huggingface_hub import CardData, ModelCard
 
-import run_distillation
 from modeling_cascade import CascadeConfig, CascadeModel
 from modeling_cascade import modelcard as modelcard_module
+from modeling_cascade.commands.train import save_model_cards
 from modeling_cascade.modelcard import (
     FRONT_MATTER_KEYS,
-    CardData,
+    CascadeModelCardData,
     card_template_path,
-    loss_terms,
     save_model_card,
 )
+from modeling_cascade.modelcard_text import loss_terms
 from modeling_cascade.ranking import evaluate_cascade
 
 
@@ -50,8 +52,8 @@ def test_tiny_run_writes_a_card_per_model_folder(tmp_path, embeddings_file):
             "### Training log",
             "### Framework versions",
             "![Learning curve: training and validation loss per epoch](learning_curve.png)",
-            "| overlap@10 | 64 |",
-            "| metric | dims | cascade | PCA (uncentred) | PCA (centred) | truncation |",
+            "| overlap@10                           | 64   |",
+            "| metric                               | dims | cascade | PCA (uncentred) | PCA (centred) | truncation |",
             "pre-generated teacher embeddings (embeddings.npy)",
             "- `per_device_train_batch_size`: `128`",
             "- `target_dims`: `256,64,16`",
@@ -96,22 +98,23 @@ def test_final_model_card_reports_its_own_results(tmp_path, small_real_embedding
     best.init_from_pca(train)
     final = CascadeModel(best.config)  # random heads: clearly worse than best
     out = tmp_path / "out"
-    best.save_pretrained(out / "best_model")
-    final.save_pretrained(out / "final_model")
-    card_data = CardData(model_name="tiny")
-    card_data.set_model(best.config)
+    card_data = best.model_card_data
+    card_data.model_name = "tiny"
     card_data.training_log = [
         {"epoch": 1.0, "step": 4, "training_loss": 0.02, "validation_loss": 0.01},
         {"epoch": 2.0, "step": 8, "training_loss": 0.01, "validation_loss": 0.03},
     ]
-    card_data.best_step = 4
+    card_data.best_step, card_data.model_step = 4, 4
+    final.model_card_data = dataclasses.replace(card_data, model_step=8)
+    best.save_pretrained(out / "best_model")
+    final.save_pretrained(out / "final_model")
     trainer = SimpleNamespace(
         args=SimpleNamespace(output_dir=str(out), seed=0),
         state=SimpleNamespace(best_global_step=4, global_step=8),
         model=final,
     )
     best_results = evaluate_cascade(best, train, val)
-    run_distillation.save_model_cards(trainer, card_data, best_results, train, val)
+    save_model_cards(trainer, best, best_results, train, val)
 
     def overlap(folder: str) -> dict[int, float]:
         card = ModelCard.load(out / folder / "README.md")
@@ -127,20 +130,54 @@ def test_final_model_card_reports_its_own_results(tmp_path, small_real_embedding
         )
     assert overlap("final_model") != overlap("best_model")
     final_text = (out / "final_model" / "README.md").read_text()
-    assert "| **2** | **8** | **0.01000** | **0.03000** |" in final_text and "(the last epoch)" in final_text
-    assert "| **1** | **4** |" in (out / "best_model" / "README.md").read_text()
+    assert re.search(r"\| \*\*2\*\* +\| \*\*8\*\* +\| \*\*0.01000\*\* +\| \*\*0.03000\*\* +\|", final_text)
+    assert "(the last epoch)" in final_text
+    assert re.search(r"\| \*\*1\*\* +\| \*\*4\*\* +\|", (out / "best_model" / "README.md").read_text())
     assert (out / "final_model" / "dims_tradeoff.png").is_file()
 
 
 def test_front_matter_is_allow_listed_and_drops_empty_values(tmp_path):
-    card_data = CardData(language=[], license=None, tags=["extra"])
+    card_data = CascadeModelCardData(language=[], license=None, tags=["extra"])
     card_data.set_model(CascadeConfig(input_dim=16, target_dims=[8, 4], teacher_model=str(tmp_path)))
-    front_matter = card_data.front_matter()
+    front_matter = card_data.to_dict()
     assert list(front_matter) == ["library_name", "tags", "pipeline_tag"]  # no base_model for a local teacher
     assert front_matter["tags"][-1] == "extra"
     card = card_data.to_model_card("user/tiny")
     assert card.data.to_dict() == front_matter
     assert f"`{tmp_path}` (a local model folder, not on the Hub)" in card.text
+
+
+def test_the_model_owns_its_card_and_save_pretrained_writes_it(tmp_path):
+    """As in sentence-transformers: `model.model_card_data` is a huggingface_hub `CardData` built from the config,
+    and `save_pretrained` writes the card next to the weights; `from_pretrained` gives a fresh one."""
+    config = CascadeConfig(input_dim=16, target_dims=[8, 4], teacher_model="sentence-transformers/all-MiniLM-L6-v2")
+    cascade = CascadeModel(config)
+    assert isinstance(cascade.model_card_data, CardData)
+    assert cascade.model_card_data.cascade["target_dims"] == [8, 4]
+    cascade.model_card_data.license = "mit"
+    cascade.model_card_data.tags = ["mine"]
+    cascade.save_pretrained(tmp_path / "saved")
+    card = ModelCard.load(tmp_path / "saved" / "README.md")
+    assert card.data.license == "mit" and "mine" in card.data.tags
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "| 8    | 2.00x       |" in card.text
+    cascade.save_pretrained(tmp_path / "bare", create_model_card=False)
+    assert not (tmp_path / "bare" / "README.md").exists()
+    reloaded = CascadeModel.from_pretrained(tmp_path / "saved")
+    assert (
+        reloaded.model_card_data.license is None
+        and reloaded.model_card_data.cascade == cascade.model_card_data.cascade
+    )
+
+
+def test_checkpoints_carry_the_card_of_their_step(tmp_path, embeddings_file):
+    """The Trainer saves each checkpoint with save_pretrained, so each holds a card whose bold log row is its step."""
+    out = tmp_path / "out"
+    train_tiny_run(out, embeddings_file, "64,16", "--save_total_limit", "3")
+    for checkpoint in sorted(out.glob("checkpoint-*")):
+        step = int(checkpoint.name.split("-")[1])
+        text = (checkpoint / "README.md").read_text()
+        assert re.search(rf"\| \*\*\d+\*\* +\| \*\*{step}\*\* +\|", text), checkpoint.name
 
 
 def test_losses_are_read_from_the_config():
@@ -161,7 +198,7 @@ def test_losses_are_read_from_the_config():
     )
     config.margin_loss_weight, config.margin_value = 0.25, 0.1  # a term the card has no words for: named by its fields
     assert loss_terms(config)[-1] == "the `margin` term (weight 0.25; `margin_value` 0.1)"
-    card_data = CardData()
+    card_data = CascadeModelCardData()
     card_data.set_model(config)
     assert "- the `margin` term (weight 0.25; `margin_value` 0.1)" in card_data.to_model_card("user/tiny").text
 
@@ -178,7 +215,7 @@ def test_card_failures_never_stop_training(tmp_path, embeddings_file, monkeypatc
     def broken_log(self, state):
         raise RuntimeError("log history unavailable")
 
-    monkeypatch.setattr(CardData, "set_training_log", broken_log)
+    monkeypatch.setattr(CascadeModelCardData, "set_training_log", broken_log)
     out = run(tmp_path, embeddings_file)
     for folder in ("best_model", "final_model"):
         assert (out / folder / "model.safetensors").is_file()
@@ -193,7 +230,7 @@ def test_card_failures_never_stop_training(tmp_path, embeddings_file, monkeypatc
 
 def test_save_model_card_reports_instead_of_raising(tmp_path, caplog):
     caplog.set_level("WARNING")
-    assert save_model_card(tmp_path, CardData()) is None  # no model facts: the template cannot render
+    assert save_model_card(tmp_path, CascadeModelCardData()) is None  # no model facts: the template cannot render
     assert "Could not write the model card" in caplog.text and not (tmp_path / "README.md").exists()
 
 

@@ -130,8 +130,9 @@ def test_save_load_identity_and_automodel(tmp_path):
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
     model.save_pretrained(tmp_path)
-    # weights, config, and the code that loads them without this package (see tests/test_remote_code.py)
+    # weights, config, the model card, and the code that loads them without this package (tests/test_remote_code.py)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",
         "config.json",
         "configuration_cascade.py",
         "losses.py",

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from modeling_cascade.python_docs import python_docs_corpus, python_docs_rows
+from modeling_cascade.data import python_docs_corpus
+from modeling_cascade.python_docs import python_docs_rows
 
 
 COMMON_CORPUS_COLUMNS = [

@@ -10,6 +10,7 @@ from transformers import AutoModel
 
 import run_distillation
 from modeling_cascade import CascadeModel
+from modeling_cascade.commands import train as train_command
 
 
 def run(tmp_path, embeddings_file, *extra: str) -> dict:
@@ -100,8 +101,8 @@ def test_default_loss_and_kl_temperature_flag(tmp_path, embeddings_file):
 
     def config(*extra: str):
         argv = ["--input_file", str(embeddings_file), "--output_dir", str(tmp_path), "--target_dims", "768,256,64,16"]
-        model_args = run_distillation.parse_args([*argv, *extra])[0]
-        return run_distillation.build_model(model_args, embeddings.shape[1], embeddings).config
+        model_args = train_command.parse_args([*argv, *extra])[0]
+        return train_command.build_model(model_args, embeddings.shape[1], embeddings).config
 
     default = config()
     assert (default.strategy, default.kl_loss_weight, default.similarity_loss_weight) == ("direct", 1.0, 0.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn, TypeVar
@@ -80,23 +80,22 @@ def split_list(values: str | Sequence[str] | None) -> list[str]:
     return [value.strip() for value in values if value.strip()]
 
 
-def _raised_by(error: BaseException, roots: Iterable[Path]) -> bool:
-    """Whether the innermost frame of `error`'s traceback is in a file under one of `roots`."""
+def _raised_by(error: BaseException, root: Path) -> bool:
+    """Whether the innermost frame of `error`'s traceback is in a file under the folder `root`."""
     traceback: TracebackType | None = error.__traceback__
     if traceback is None:
         return False
     while traceback.tb_next is not None:
         traceback = traceback.tb_next
     filename = Path(traceback.tb_frame.f_code.co_filename).resolve()
-    return any(filename == root or root in filename.parents for root in roots)
+    return root in filename.parents
 
 
-def is_user_error(error: BaseException, own_files: Iterable[Path] = ()) -> bool:
-    """A `ValueError`, `OSError` or `ImportError` raised by this package (or by one of `own_files`), or a usage error."""
+def is_user_error(error: BaseException) -> bool:
+    """A `ValueError`, `OSError` or `ImportError` raised by this package's own code, or a usage error."""
     if isinstance(error, UsageError):
         return True
-    roots = [PACKAGE_DIR, *(Path(path).resolve() for path in own_files)]
-    return isinstance(error, USER_ERROR_TYPES) and _raised_by(error, roots)
+    return isinstance(error, USER_ERROR_TYPES) and _raised_by(error, PACKAGE_DIR)
 
 
 def exit_with_error(message: object) -> NoReturn:
@@ -105,17 +104,11 @@ def exit_with_error(message: object) -> NoReturn:
     sys.exit(2)
 
 
-def run_command(main: Callable[[], ReturnType], own_files: Iterable[Path] = ()) -> ReturnType:
-    """Run a command's `main`, reporting user errors as one `error:` line with exit status 2.
-
-    Args:
-        main (`Callable`): The command, argv already bound.
-        own_files (`Iterable[Path]`): Files outside the package whose errors are user errors too (the
-            `run_distillation.py` script).
-    """
+def run_command(main: Callable[[], ReturnType]) -> ReturnType:
+    """Run a command's `main` (argv already bound), reporting user errors as one `error:` line with exit status 2."""
     try:
         return main()
     except Exception as error:
-        if not is_user_error(error, own_files):
+        if not is_user_error(error):
             raise
         exit_with_error(error)

@@ -231,7 +231,7 @@ def load_corpus_texts(args: EvaluateArguments) -> tuple[list[str], list[str], st
             rows = np.sort(np.random.default_rng(args.seed).choice(len(texts), args.num_samples, replace=False))
             texts, titles = [texts[row] for row in rows], [titles[row] for row in rows]
         return texts, titles, name
-    from ..python_docs import python_docs_corpus
+    from ..data import python_docs_corpus
 
     dataset = python_docs_corpus(num_samples=args.num_samples or PYTHON_DOCS_SAMPLES, seed=args.seed)
     return list(dataset["text"]), list(dataset["title"]), "python-docs (the Python standard library documentation)"

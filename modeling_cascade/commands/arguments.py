@@ -13,11 +13,11 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import logging
 
-from .commands import split_list
-from .configuration_cascade import HEAD_TYPES, STRATEGIES
-from .data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
-from .embeddings import SHARD_SIZE
-from .teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
+from ..configuration_cascade import HEAD_TYPES, STRATEGIES
+from ..data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
+from ..embeddings import SHARD_SIZE
+from ..teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
+from .cli_utils import split_list
 
 
 logger = logging.get_logger(__name__)
@@ -342,3 +342,21 @@ class CascadeTrainingArguments(TrainingArguments):
         if self.per_device_eval_batch_size == batch_size:
             self.per_device_eval_batch_size = train_rows
         self.per_device_train_batch_size = train_rows
+
+
+@dataclass
+class ModelCardArguments:
+    """What a model card says that the run cannot know: its title, license, language and extra tags."""
+
+    card_model_name: str | None = field(
+        default=None,
+        metadata={"help": "Title of the model card; default: the --hub_model_id repo name, else the output_dir name."},
+    )
+    card_license: str | None = field(
+        default=None, metadata={"help": "License of the model, as a Hub license id (e.g. apache-2.0, mit)."}
+    )
+    card_language: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated language codes for the card; default: --languages (en for python-docs)."},
+    )
+    card_tags: str | None = field(default=None, metadata={"help": "Extra comma-separated tags for the card."})
