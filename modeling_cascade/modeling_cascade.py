@@ -29,8 +29,10 @@ WEIGHTS_FILE = "model.safetensors"
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".safetensors", ".json", ".npy")
 
 
-def _check_cascade_folder(path: Path) -> Path:
+def check_cascade_folder(path: Path) -> Path:
     """The `model.safetensors` of the saved cascade in `path`; a `ValueError` naming the culprit for anything else.
+
+    The one check of "is this a saved cascade" (loading, evaluating, resuming from a checkpoint).
 
     Nothing in `path` is unpickled: a single file (such as a `.pt` pickle), another model type, or a folder whose only
     weights are pickled (`pytorch_model.bin`) is refused before any weight is read.
@@ -133,7 +135,7 @@ class CascadePreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained` that loads only a cascade, and only from safetensors.
 
-        A local folder is checked first (see `_check_cascade_folder`): a `.pt` file, another model type or pickled
+        A local folder is checked first (see `check_cascade_folder`): a `.pt` file, another model type or pickled
         weights are refused and never unpickled; corrupt weights raise a `ValueError` naming the file. A Hub id that
         cannot be fetched (offline, not cached) raises an `OSError` naming it and the offline options.
         """
@@ -141,7 +143,7 @@ class CascadePreTrainedModel(PreTrainedModel):
         source = str(pretrained_model_name_or_path)
         path = Path(source).expanduser()
         if path.exists():
-            weights = _check_cascade_folder(path)
+            weights = check_cascade_folder(path)
             try:
                 return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
             except SafetensorError as error:
@@ -441,4 +443,4 @@ class CascadeModel(CascadePreTrainedModel):
 # with `AutoModel.from_pretrained(folder, trust_remote_code=True)` where this package is not installed.
 CascadeModel.register_for_auto_class("AutoModel")
 
-__all__ = ["CascadeModel", "CascadeModelOutput", "CascadePreTrainedModel"]
+__all__ = ["CascadeModel", "CascadeModelOutput", "CascadePreTrainedModel", "check_cascade_folder"]

@@ -108,32 +108,8 @@ def whole_run_train_loss(state: TrainerState, train_loss: float, resumed_step: i
     return (total + train_loss * (state.global_step - resumed_step)) / state.global_step
 
 
-def check_checkpoint_is_cascade(folder: str | os.PathLike) -> None:
-    """Refuse a checkpoint folder that is not a cascade's, or whose weights are pickled, before the Trainer opens it.
-
-    The Trainer itself reads a checkpoint's optimizer, scheduler and RNG states with `torch.load(weights_only=True)`;
-    the weights must be `model.safetensors` (a `pytorch_model.bin` would be unpickled).
-
-    Raises:
-        `ValueError` naming the folder or file.
-    """
-    folder = Path(folder)
-    config = _read_checkpoint_config(folder)
-    if config.get("model_type") != "cascade":
-        raise ValueError(
-            f"{str(folder / 'config.json')!r} has model_type {config.get('model_type')!r}: {str(folder)!r} is not a "
-            "cascade checkpoint."
-        )
-    if not (folder / "model.safetensors").is_file():
-        raise ValueError(
-            f"Checkpoint {str(folder)!r} holds no model.safetensors; pickled weights (pytorch_model.bin) are never "
-            "loaded."
-        )
-
-
 def check_checkpoint_matches(folder: str | os.PathLike, expected: dict[str, tuple[object, str]]) -> None:
-    """Refuse a checkpoint (already passed by [`check_checkpoint_is_cascade`]) whose cascade is not the one this run
-    builds.
+    """Refuse a checkpoint (already passed by `check_cascade_folder`) whose cascade is not the one this run builds.
 
     Args:
         folder (`str` or `os.PathLike`): A `checkpoint-N/` folder.

@@ -188,7 +188,7 @@ def test_model_dir_that_is_not_a_cascade(tmp_path, tiny_teacher_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="'.*empty' is not a cascade: it holds no config.json, nor a best_model/"):
         main(["--model_dir", str(tmp_path / "empty"), "--test_queries", "q"])
-    with pytest.raises(ValueError, match="holds a 'bert' model, not a cascade"):
+    with pytest.raises(ValueError, match="has model_type 'bert', not 'cascade'"):
         main(["--model_dir", str(tiny_teacher_dir), "--test_queries", "q"])
 
 

@@ -153,17 +153,8 @@ def resolve_model_dir(model_dir: str | os.PathLike) -> Path:
 
 
 def load_cascade(model_dir: str | os.PathLike) -> tuple[CascadeModel, Path]:
-    """Load the cascade in `model_dir` (see [`resolve_model_dir`]); refuse any other model type by name."""
+    """Load the cascade in `model_dir` (see [`resolve_model_dir`]); `from_pretrained` refuses anything else by name."""
     folder = resolve_model_dir(model_dir)
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
-        raise ValueError(f"{str(folder / 'config.json')!r} is not a valid JSON config ({error}).") from None
-    if model_type != CascadeConfig.model_type:
-        raise ValueError(
-            f"--model_dir {str(folder)!r} holds a {model_type or 'untyped'!r} model, not a cascade "
-            f"(config.json model_type must be {CascadeConfig.model_type!r})."
-        )
     model = CascadeModel.from_pretrained(folder)
     model.eval()
     logger.info(f"Loaded cascade from {folder}: {model.config.input_dim} -> {model.config.target_dims}")

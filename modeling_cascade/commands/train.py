@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -32,6 +33,7 @@ from ..file_utils import (
 from ..hub import prepare_hub_push, push_model_folder
 from ..modelcard import save_model_card
 from ..modelcard_callback import ModelCardCallback, card_step
+from ..modeling_cascade import check_cascade_folder
 from ..ranking import (
     DIMS_TRADEOFF_FILE,
     EVAL_RESULTS_FILE,
@@ -41,7 +43,6 @@ from ..ranking import (
 from ..resume import (
     RunFingerprintCallback,
     check_checkpoint,
-    check_checkpoint_is_cascade,
     check_checkpoint_matches,
     check_run_fingerprint,
     checkpoint_step,
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(training_args)
     checkpoint = prepare_output_dir(training_args)
     if checkpoint is not None:  # refuse a foreign checkpoint, or pickled weights, before the Trainer opens it
-        check_checkpoint_is_cascade(checkpoint)
+        check_cascade_folder(Path(checkpoint))
     hub_target = prepare_hub_push(training_args)  # before any work: a bad token or repo fails now
 
     embeddings, teacher = load_teacher_embeddings(model_args, data_args, training_args)
