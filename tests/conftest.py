@@ -123,3 +123,36 @@ def hub_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
 def hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine with Hub access, as far as the probe tells; tests redirect the actual loads to local data."""
     _simulate_hub(monkeypatch, reachable=True)
+
+
+# --- the bad-input tests (tests/test_bad_input_*.py) ---
+
+
+@pytest.fixture(scope="module")
+def embeddings_384(scifact_embeddings) -> np.ndarray:
+    """300 real SciFact teacher embeddings (384 dims)."""
+    return np.ascontiguousarray(scifact_embeddings[:300])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, embeddings_384) -> Path:
+    """A finished tiny training run: output_dir with best_model/, final_model/, checkpoints and results."""
+    import run_distillation
+
+    root = tmp_path_factory.mktemp("finished")
+    np.save(root / "embeddings.npy", embeddings_384)
+    run_distillation.main(
+        ["--input_file", str(root / "embeddings.npy"), "--output_dir", str(root / "out"), "--target_dims", "16,8",
+         "--epochs", "1", "--train_batch_size", "64", "--save_total_limit", "1"]
+    )  # fmt: skip
+    return root / "out"
+
+
+@pytest.fixture
+def workspace(tmp_path, embeddings_384) -> Path:
+    """A folder holding a good embeddings file, a saved cascade and a finished run: what a refusal must not touch."""
+    np.save(tmp_path / "good.npy", embeddings_384)
+    from modeling_cascade import CascadeConfig, CascadeModel
+
+    CascadeModel(CascadeConfig(input_dim=384, target_dims=[16, 8])).save_pretrained(tmp_path / "cascade")
+    return tmp_path

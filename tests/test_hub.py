@@ -192,6 +192,7 @@ def test_push_to_hub_uploads_the_best_model_with_its_card(tmp_path, embeddings_f
         "losses.py",
         "pca.py",
         "teacher_encoder.py",
+        "text_encoding.py",
         "learning_curve.png",
         "dims_tradeoff.png",
     }

@@ -140,6 +140,7 @@ def test_save_load_identity_and_automodel(tmp_path):
         "modeling_cascade.py",
         "pca.py",
         "teacher_encoder.py",
+        "text_encoding.py",
     ]
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, CascadeModel)

@@ -21,7 +21,14 @@ from modeling_cascade.teacher import Teacher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["How do I parse JSON?", "json.loads turns a JSON document into Python objects.", "Sorting a list in place"]
-CODE_FILES = ["configuration_cascade.py", "losses.py", "modeling_cascade.py", "pca.py", "teacher_encoder.py"]
+CODE_FILES = [
+    "configuration_cascade.py",
+    "losses.py",
+    "modeling_cascade.py",
+    "pca.py",
+    "teacher_encoder.py",
+    "text_encoding.py",
+]
 
 # Runs in a fresh interpreter: hides this package (the editable install's finder, the repository on sys.path, and a
 # finder that refuses the name, for a regular install), checks that it is gone, then loads the folder as a user would.
