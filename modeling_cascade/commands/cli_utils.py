@@ -11,6 +11,7 @@ comma-separated value, `\\,` is a literal comma.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -102,6 +103,13 @@ def exit_with_error(message: object) -> NoReturn:
     """Print `error: <message>` on one line of stderr and exit with status 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(2)
+
+
+def run_reporting_command(main: Callable[[], ReturnType]) -> ReturnType:
+    """[`run_command`] for a command whose stdout is its report: this package's progress is logged on stderr."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
+    logging.getLogger("modeling_cascade").setLevel(logging.INFO)
+    return run_command(main)
 
 
 def run_command(main: Callable[[], ReturnType]) -> ReturnType:

@@ -19,9 +19,7 @@ Both print, per dim, the cascade next to uncentred PCA, centred PCA and truncati
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from ..file_utils import load_embeddings
 from ..metrics import overlap_at_k
 from ..modeling_cascade import CascadeModel
 from ..ranking import EvaluationResults, build_projections, evaluate_projections
-from .cli_utils import CommandParser, parse_command_line, run_command, split_list
+from .cli_utils import CommandParser, parse_command_line, run_reporting_command, split_list
 
 
 logger = hf_logging.get_logger(__name__)
@@ -401,10 +399,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 def cli() -> None:
     """Console entry point: progress logs on stderr (stdout holds only the report); bad input exits with status 2."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
-    logging.getLogger("modeling_cascade").setLevel(logging.INFO)
-    run_command(main)
-
-
-if __name__ == "__main__":
-    cli()
+    run_reporting_command(main)

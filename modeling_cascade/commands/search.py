@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ..file_utils import load_embeddings
 from ..index import FIRST_STAGES, CascadeIndex, SearchResult
 from ..index_storage import DTYPES
 from ..modeling_cascade import CascadeModel
-from .cli_utils import CommandParser, parse_command_line, run_command, split_list
+from .cli_utils import CommandParser, parse_command_line, run_reporting_command, split_list
 
 
 @dataclass
@@ -146,10 +144,4 @@ def main(argv: list[str] | None = None) -> SearchResult:
 
 def cli() -> None:
     """Console entry point: progress logs on stderr, hits on stdout; bad input exits with status 2 and an `error:` line."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stderr)
-    logging.getLogger("modeling_cascade").setLevel(logging.INFO)
-    run_command(main)
-
-
-if __name__ == "__main__":
-    cli()
+    run_reporting_command(main)

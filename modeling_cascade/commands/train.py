@@ -70,6 +70,19 @@ logger = transformers.utils.logging.get_logger(__name__)
 ALL_RESULTS_FILE = "all_results.json"
 BEST_MODEL_DIR = "best_model"
 FINAL_MODEL_DIR = "final_model"
+# The config fields a resumed checkpoint must share with this run, each with what sets it.
+CONFIG_FLAGS = {
+    "input_dim": "the dim of the teacher embeddings",
+    "target_dims": "--target_dims",
+    "strategy": "--cascade_strategy",
+    "head_type": "--head_type",
+    "mlp_hidden_dim": "--mlp_hidden_dim",
+    "similarity_loss_weight": "--similarity_loss_weight",
+    "kl_loss_weight": "--kl_loss_weight",
+    "topk_loss_weight": "--topk_loss_weight",
+    "kl_temperature": "--kl_temperature",
+    "topk_neighbors": "--topk_neighbors",
+}
 RUN_OUTPUTS = (
     BEST_MODEL_DIR,
     FINAL_MODEL_DIR,
@@ -284,19 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if checkpoint is not None:
         config = model.config
         check_checkpoint_matches(
-            checkpoint,
-            {
-                "input_dim": (config.input_dim, "the dim of the teacher embeddings"),
-                "target_dims": (config.target_dims, "--target_dims"),
-                "strategy": (config.strategy, "--cascade_strategy"),
-                "head_type": (config.head_type, "--head_type"),
-                "mlp_hidden_dim": (config.mlp_hidden_dim, "--mlp_hidden_dim"),
-                "similarity_loss_weight": (config.similarity_loss_weight, "--similarity_loss_weight"),
-                "kl_loss_weight": (config.kl_loss_weight, "--kl_loss_weight"),
-                "topk_loss_weight": (config.topk_loss_weight, "--topk_loss_weight"),
-                "kl_temperature": (config.kl_temperature, "--kl_temperature"),
-                "topk_neighbors": (config.topk_neighbors, "--topk_neighbors"),
-            },
+            checkpoint, {name: (getattr(config, name), flag) for name, flag in CONFIG_FLAGS.items()}
         )
         check_run_fingerprint(
             checkpoint, fingerprint["embeddings"], settings, "--input_file, or the corpus and teacher flags"
