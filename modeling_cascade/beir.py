@@ -94,7 +94,7 @@ class BeirDataset:
 
     Example:
 
-    >>> data = BeirDataset.load("../shared/data/scifact")  # doctest: +SKIP
+    >>> data = BeirDataset.load("path/to/scifact")  # doctest: +SKIP
     >>> len(data.corpus_ids), len(data.judged_query_rows())  # doctest: +SKIP
     (5183, 300)
     """

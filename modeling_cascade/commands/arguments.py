@@ -294,7 +294,7 @@ class CascadeTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log train_loss."})
     save_total_limit: int | None = field(
-        default=2, metadata={"help": "Checkpoints kept besides the best one (older ones are deleted)."}
+        default=2, metadata={"help": "Checkpoints kept, the best and the newest among them (older ones are deleted)."}
     )
     metric_for_best_model: str | None = field(
         default="eval_loss", metadata={"help": "Metric that selects best_model/."}

@@ -8,7 +8,7 @@ cascade's config):
 
 Retrieval on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv), with precomputed teacher embeddings:
 
-    python -m modeling_cascade.evaluate --model_dir models/scifact --beir ../shared/data/scifact \
+    python -m modeling_cascade.evaluate --model_dir models/scifact --beir path/to/scifact \
         --corpus_embeddings scifact_corpus.npy --query_embeddings scifact_queries.npy
 
 Both print, per dim, the cascade next to uncentred PCA, centred PCA and truncation (fitted on the searched corpus);
