@@ -50,6 +50,7 @@ import run_distillation  # noqa: E402
 from modeling_cascade import CascadeModel  # noqa: E402
 from modeling_cascade.array_utils import normalize_rows  # noqa: E402
 from modeling_cascade.beir import BeirDataset  # noqa: E402
+from modeling_cascade.commands import split_list  # noqa: E402
 from modeling_cascade.commands import train as train_command  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
 from modeling_cascade.metrics import spearman_correlation  # noqa: E402
@@ -257,7 +258,7 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     for name, allowed in (("teachers", TEACHERS), ("datasets", DATASETS)):
-        values = [value.strip() for value in getattr(args, name).split(",") if value.strip()]
+        values = split_list(getattr(args, name))
         unknown = sorted(set(values) - set(allowed))
         if unknown or not values:
             parser.error(f"--{name}: unknown {unknown}; choose from {allowed}.")

@@ -55,6 +55,7 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_cascade import CascadeIndex, CascadeModel  # noqa: E402
+from modeling_cascade.commands import split_list  # noqa: E402
 from modeling_cascade.commands import train as train_command  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
 from modeling_cascade.trainer import embeddings_dataset, split_embeddings  # noqa: E402
@@ -87,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="Threads for FAISS, BLAS and torch.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    args.datasets = [name.strip() for name in args.datasets.split(",")]
+    args.datasets = split_list(args.datasets)
     unknown = sorted(set(args.datasets) - set(DATASETS))
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; choose from {DATASETS}.")
