@@ -108,7 +108,7 @@ def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str
         push it later when the upload fails (auth, network); the local folder is untouched either way.
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} holds no saved model (no config.json): nothing to push.")
     api = HfApi(token=target.token)
     try:
@@ -128,4 +128,50 @@ def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str
     return commit
 
 
-__all__ = ["HubTarget", "prepare_hub_push", "push_model_folder"]
+def sentence_transformer_repo_ids(repo_id: str, config) -> dict[int, str]:
+    """Where [`push_sentence_transformers`] publishes each dim: `<repo_id>-<dim>d`, one repo per dim, since
+    `SentenceTransformer(repo_id)` and the tools built on it (vector stores, RAG frameworks, MTEB) take a repo id and
+    rarely a revision, and a repo of its own gives each dim its own card and Hub listing. A `nested` cascade is one
+    model (its widest dim; `truncate_dim` picks a stage), so it has one repo."""
+    dims = config.target_dims[:1] if config.strategy == "nested" else config.target_dims
+    return {dim: f"{repo_id}-{dim}d" for dim in dims}
+
+
+def push_sentence_transformers(cascade, target: HubTarget) -> dict[int, str]:
+    """Publish every dim of `cascade` as a plain sentence-transformers model beside the cascade's repo (see
+    [`sentence_transformer_repo_ids`]), each with its card; returns dim -> repo id.
+
+    Args:
+        cascade (`CascadeModel`): A cascade with linear heads whose config names its teacher.
+        target (`HubTarget`): The cascade's repo (`owner/name`), token, privacy and branch.
+    """
+    import tempfile
+
+    from .sentence_transformer_export import check_exportable, save_sentence_transformer
+    from .teacher import Teacher
+
+    check_exportable(cascade)
+    teacher = Teacher.from_config(cascade.config, device="cpu")
+    api = HfApi(token=target.token)
+    pushed = {}
+    for dim, repo_id in sentence_transformer_repo_ids(target.repo_id, cascade.config).items():
+        repo_id = api.create_repo(repo_id, private=target.private, exist_ok=True).repo_id
+        repo = HubTarget(repo_id=repo_id, token=target.token, private=target.private, revision=target.revision)
+        if target.revision:
+            api.create_branch(repo_id, branch=target.revision, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sentence-transformer-") as workdir:
+            folder = save_sentence_transformer(
+                cascade, Path(workdir) / "model", dim, repo_id=repo_id, cascade_repo_id=target.repo_id, teacher=teacher
+            )
+            push_model_folder(folder, repo, commit_message=f"Upload the {dim}-dim sentence-transformers model")
+        pushed[dim] = repo_id
+    return pushed
+
+
+__all__ = [
+    "HubTarget",
+    "prepare_hub_push",
+    "push_model_folder",
+    "push_sentence_transformers",
+    "sentence_transformer_repo_ids",
+]

@@ -56,15 +56,15 @@ DEFAULT_TAGS = ("modeling-cascade", "embeddings", "dimensionality-reduction", "d
 CARD_IMAGES = {"learning_curve": LEARNING_CURVE_FILE, "dims_tradeoff": DIMS_TRADEOFF_FILE}
 
 
-def card_template_path() -> Path:
-    """The card template: in the installed package (`modeling_cascade/hub_cards/`, where `setup.py` puts the
-    repository's `hub_cards/`) or, in a source checkout, in `hub_cards/` beside the package.
+def card_template_path(name: str = CARD_TEMPLATE) -> Path:
+    """A card template (by default the cascade's): in the installed package (`modeling_cascade/hub_cards/`, where
+    `setup.py` puts the repository's `hub_cards/`) or, in a source checkout, in `hub_cards/` beside the package.
 
     Raises:
         `FileNotFoundError` naming both places when neither holds it.
     """
     package_dir = Path(__file__).resolve().parent
-    candidates = [package_dir / TEMPLATE_FOLDER / CARD_TEMPLATE, package_dir.parent / TEMPLATE_FOLDER / CARD_TEMPLATE]
+    candidates = [package_dir / TEMPLATE_FOLDER / name, package_dir.parent / TEMPLATE_FOLDER / name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -111,6 +111,8 @@ class CascadeModelCardData(CardData):
         model_step (`int`, *optional*): Global step whose weights the card's folder holds (its row is bold).
         training_runtime (`float`, *optional*): Seconds the training took.
         evaluation (`dict[str, Any]`, *optional*): `EvaluationResults.to_dict()` of this model.
+        sentence_transformer_repos (`dict[int, str]`): Hub repos of the dims published as plain sentence-transformers
+            models (`--push_sentence_transformers`), linked from the card.
         framework_versions (`dict[str, str]`): Versions of Python and the libraries.
 
     Example:
@@ -142,6 +144,7 @@ class CascadeModelCardData(CardData):
     model_step: int | None = None
     training_runtime: float | None = None
     evaluation: dict[str, Any] | None = None
+    sentence_transformer_repos: dict[int, str] = field(default_factory=dict)
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
 
     def set_model(self, config: CascadeConfig) -> None:
@@ -293,6 +296,8 @@ class CascadeModelCardData(CardData):
             "training_runtime": _format_duration(self.training_runtime) if self.training_runtime else None,
             "images": {name: name in images for name in CARD_IMAGES},
             "framework_versions": self.framework_versions,
+            "sentence_transformer_repos": self.sentence_transformer_repos,
+            "nested": self.cascade.get("strategy") == "nested",
         }
 
     def _saved_row(self) -> str | None:

@@ -253,6 +253,21 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         if push_to_hub:
             self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
 
+    def to_sentence_transformer(self, dim: int | None = None):
+        """This cascade at `dim` as a plain `SentenceTransformer` (teacher modules, the head as a `Dense`, then
+        `Normalize`) that loads anywhere with no custom code; see `modeling_cascade.sentence_transformer_export`.
+
+        Args:
+            dim (`int`, *optional*): One of `config.target_dims`; defaults to the largest.
+        """
+        try:
+            from modeling_cascade.sentence_transformer_export import to_sentence_transformer
+        except ImportError:
+            raise ImportError(
+                "Exporting to sentence-transformers needs the package: pip install modeling-cascade"
+            ) from None
+        return to_sentence_transformer(self, dim)
+
     def _prepare_inputs(self, embeddings: torch.Tensor) -> torch.Tensor:
         if embeddings.ndim != 2 or embeddings.shape[-1] != self.config.input_dim:
             raise ValueError(

