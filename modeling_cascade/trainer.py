@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from datasets import Dataset, Features, List, Value
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
@@ -42,20 +41,57 @@ def split_embeddings(embeddings: np.ndarray, val_split: float, seed: int) -> tup
     return embeddings[np.sort(order[val_size:])], embeddings[np.sort(order[:val_size])]
 
 
-def embeddings_dataset(embeddings: np.ndarray) -> Dataset:
-    """Wrap a float matrix as a `datasets.Dataset` with one fixed-length `embeddings` column, in torch format."""
-    features = Features({"embeddings": List(Value("float32"), length=embeddings.shape[1])})
-    dataset = Dataset.from_dict({"embeddings": np.asarray(embeddings, dtype=np.float32)}, features=features)
-    return dataset.with_format("torch")
+class EmbeddingRows(torch.utils.data.Dataset):
+    """The rows of a float matrix (in memory or memory-mapped) as a map-style dataset that reads whole batches.
 
+    The `DataLoader` asks `__getitems__` for all the row numbers of a batch at once: one NumPy gather from the matrix
+    (a memory map reads just those rows) and one tensor, instead of formatting and stacking a row at a time. It works
+    with any sampler the Trainer or Accelerate picks (random, distributed, sharded): they only choose the row numbers.
 
-def collate_embeddings(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | bool]:
-    """Stack rows of `embeddings_dataset` into a batch that asks the model for its loss.
+    Args:
+        matrix (`np.ndarray` of shape `(rows, dim)`): Teacher embeddings; float32 rows are read as they are.
 
-    `CascadeModel.forward` computes its loss only in training mode unless `return_loss=True` is passed; with this
-    collator the Trainer's evaluation reports `eval_loss` too.
+    Example:
+
+    >>> import numpy as np
+    >>> rows = EmbeddingRows(np.eye(4, dtype=np.float32))
+    >>> rows.__getitems__([2, 0])[0]["embeddings"].shape
+    torch.Size([2, 4])
     """
-    return {"embeddings": torch.stack([row["embeddings"] for row in rows]), "return_loss": True}
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        if matrix.ndim != 2:
+            raise ValueError(f"EmbeddingRows needs a 2-D matrix (rows x dim), got shape {matrix.shape}.")
+        self.matrix = matrix
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"embeddings": torch.from_numpy(np.asarray(self.matrix[index], dtype=np.float32))}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """One batch as a single feature holding a `(len(indices), dim)` tensor (see [`collate_embeddings`])."""
+        rows = np.asarray(self.matrix[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
+        return [{"embeddings": torch.from_numpy(rows)}]
+
+
+def embeddings_dataset(embeddings: np.ndarray) -> EmbeddingRows:
+    """The training or validation rows for the Trainer (see [`EmbeddingRows`])."""
+    return EmbeddingRows(embeddings)
+
+
+def collate_embeddings(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | bool]:
+    """A batch for `CascadeModel.forward` that asks for its loss.
+
+    `features` is either the one whole-batch feature of [`EmbeddingRows`] or one feature per row (a `datasets`
+    dataset with an `embeddings` column), which are stacked. `CascadeModel.forward` computes its loss only in
+    training mode unless `return_loss=True` is passed; with this collator the Trainer's evaluation reports
+    `eval_loss` too.
+    """
+    tensors = [feature["embeddings"] for feature in features]
+    batch = tensors[0] if len(tensors) == 1 and tensors[0].ndim == 2 else torch.stack(tensors)
+    return {"embeddings": batch, "return_loss": True}
 
 
 class CascadeTrainer(Trainer):
@@ -85,10 +121,14 @@ class CascadeTrainer(Trainer):
         self.ranking_k = ranking_k
         self._ranking_rows: tuple[object, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def _ranking_split(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Queries and corpus of the evaluation rows, split once per dataset."""
+    def _ranking_split(self, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Queries and corpus of the evaluation rows ([`EmbeddingRows`], or a `datasets` dataset with an
+        `embeddings` column), split once per dataset."""
         if self._ranking_rows is None or self._ranking_rows[0] is not dataset:
-            rows = np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
+            if isinstance(dataset, EmbeddingRows):
+                rows = np.asarray(dataset.matrix, dtype=np.float32)
+            else:
+                rows = np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
             self._ranking_rows = (dataset, split_queries_corpus(rows, seed=self.args.seed))
         return self._ranking_rows[1]
 

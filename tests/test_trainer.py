@@ -83,3 +83,41 @@ def test_the_numpy_example_runs_and_is_the_one_in_the_docs(tmp_path, small_real_
     assert "eval_dim_64_overlap@10" in result.stdout
     assert (tmp_path / "cascade" / "best_model" / "model.safetensors").is_file()
     assert (tmp_path / "cascade" / "best_model" / "README.md").is_file()
+
+
+def test_batches_are_read_whole_and_equal_row_by_row_reading():
+    """EmbeddingRows hands the DataLoader one gathered tensor per batch: the same rows, in the sampler's order."""
+    import torch
+
+    from modeling_cascade.trainer import EmbeddingRows, collate_embeddings
+
+    matrix = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    loader = torch.utils.data.DataLoader(
+        EmbeddingRows(matrix), batch_size=16, sampler=list(range(49, -1, -1)), collate_fn=collate_embeddings
+    )
+    batches = [batch["embeddings"] for batch in loader]
+    assert [len(batch) for batch in batches] == [16, 16, 16, 2]
+    np.testing.assert_array_equal(torch.cat(batches).numpy(), matrix[::-1])
+    rows = [{"embeddings": torch.from_numpy(row)} for row in matrix[:3]]  # a datasets-style batch, row by row
+    np.testing.assert_array_equal(collate_embeddings(rows)["embeddings"].numpy(), matrix[:3])
+
+
+def test_two_processes_each_read_their_share_of_every_epoch():
+    """Under Accelerate (as the Trainer prepares it) two processes together read every training row each epoch."""
+    import torch
+    from accelerate.data_loader import prepare_data_loader
+
+    from modeling_cascade.trainer import EmbeddingRows, collate_embeddings
+
+    matrix = np.arange(64 * 2, dtype=np.float32).reshape(64, 2)  # row i holds 2i, 2i + 1
+    seen = []
+    for process_index in (0, 1):
+        generator = torch.Generator().manual_seed(0)  # the same shuffle on every process, as the Trainer seeds it
+        loader = torch.utils.data.DataLoader(
+            EmbeddingRows(matrix), batch_size=8, shuffle=True, generator=generator, collate_fn=collate_embeddings
+        )
+        shard = prepare_data_loader(loader, num_processes=2, process_index=process_index, put_on_device=False)
+        rows = [int(row[0]) // 2 for batch in shard for row in batch["embeddings"]]
+        assert len(rows) == 32
+        seen += rows
+    assert sorted(seen) == list(range(64))

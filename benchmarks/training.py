@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Speed of the Trainer path against a bare PyTorch loop: the same cascade, data and number of steps.
+
+    python benchmarks/training.py                          # SciFact all-MiniLM-L6-v2 embeddings, 100 steps
+    python benchmarks/training.py --steps 300 --mmap_rows 1000000 --mmap_dim 768
+
+Three paths train the same PCA-started cascade (the package defaults: 4 heads here, batches of 1,024, AdamW at
+1e-3) for `--steps` steps on the same rows:
+
+  (a) a bare PyTorch loop: a shuffled index per epoch, one NumPy gather per batch, AdamW, nothing else;
+  (b) `run_distillation.py` with the package defaults except evaluation and checkpoints
+      (`--eval_strategy no --save_strategy no`): the Trainer, its data loader and callbacks;
+  (c) `run_distillation.py` with the full defaults: evaluation (loss and ranking metrics) and a checkpoint with its
+      model card every epoch.
+
+Each path is timed by its own training time (the Trainer's `train_runtime` for (b) and (c)), run `--repeats` times
+back to back in turn, and the median is reported with its ratio to (a). Goal: (b) / (a) <= 1.2. Then the training
+path reads a `--mmap_rows` x `--mmap_dim` memory-mapped matrix of synthetic rows (written to a temporary folder) for
+`--mmap_steps` steps and reports rows per second and the peak resident memory against the matrix's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_cascade import CascadeConfig, CascadeModel  # noqa: E402
+from modeling_cascade.commands import train as train_command  # noqa: E402
+from modeling_cascade.file_utils import load_embeddings  # noqa: E402
+from modeling_cascade.trainer import split_embeddings  # noqa: E402
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_INPUT = SHARED_DATA / "embeddings" / "scifact_corpus_all-MiniLM-L6-v2.npy"
+GOAL = 1.2
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input_file", default=str(DEFAULT_INPUT), help="Teacher embeddings (.npy).")
+    parser.add_argument("--target_dims", default="256,128,64,32")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch_size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mmap_rows", type=int, default=1_000_000, help="Rows of the memory-mapped matrix (0: skip).")
+    parser.add_argument("--mmap_dim", type=int, default=768)
+    parser.add_argument("--mmap_steps", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args()
+
+
+def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size: int, seed: int) -> float:
+    """Seconds of `steps` AdamW steps of a PCA-started cascade on shuffled batches of `train`."""
+    torch.manual_seed(seed)
+    model = CascadeModel(CascadeConfig(input_dim=train.shape[1], target_dims=target_dims))
+    model.init_from_pca(train)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    start, step = time.perf_counter(), 0
+    while step < steps:
+        order = rng.permutation(len(train))
+        for begin in range(0, len(order) - batch_size + 1, batch_size):
+            batch = torch.from_numpy(train[np.sort(order[begin : begin + batch_size])])
+            loss = model(batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            if step == steps:
+                break
+    return time.perf_counter() - start
+
+
+def trainer_run(input_file: str, target_dims: str, steps: int, batch_size: int, full_defaults: bool) -> float:
+    """The Trainer's `train_runtime` of a `run_distillation.py` run of `steps` steps."""
+    with tempfile.TemporaryDirectory(prefix="training-benchmark-") as workdir:
+        argv = [
+            "--input_file", input_file, "--output_dir", str(Path(workdir) / "run"), "--target_dims", target_dims,
+            "--max_steps", str(steps), "--train_batch_size", str(batch_size), "--report_to", "none",
+            "--disable_tqdm", "true", "--log_level", "error",
+        ]  # fmt: skip
+        if not full_defaults:
+            argv += ["--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"]
+        with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints its log dicts; the benchmark a table
+            metrics = train_command.main(argv)
+    return float(metrics["train_runtime"])
+
+
+def mmap_throughput(rows: int, dim: int, steps: int, batch_size: int, seed: int) -> dict[str, float]:
+    """Rows per second and peak resident memory of the Trainer's data path over a memory-mapped matrix."""
+    from transformers import TrainingArguments
+
+    from modeling_cascade.trainer import CascadeTrainer, embeddings_dataset
+
+    with tempfile.TemporaryDirectory(prefix="training-benchmark-mmap-") as workdir:
+        path = Path(workdir) / "rows.npy"
+        matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+        rng = np.random.default_rng(seed)
+        for begin in range(0, rows, 100_000):
+            block = rng.normal(size=(min(100_000, rows - begin), dim)).astype(np.float32)
+            matrix[begin : begin + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        matrix.flush()
+        del matrix
+        mapped = np.load(path, mmap_mode="r")
+        model = CascadeModel(CascadeConfig(input_dim=dim, target_dims=[256, 128, 64, 32]))
+        model.init_from_pca(np.array(mapped[:20_000]))  # the PCA start from a sample of the rows
+        args = TrainingArguments(
+            str(Path(workdir) / "run"), max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-3,
+            save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+            dataloader_pin_memory=False, logging_strategy="no",
+        )  # fmt: skip
+        trainer = CascadeTrainer(model=model, args=args, train_dataset=embeddings_dataset(mapped))
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer.train()
+        seconds = time.perf_counter() - start
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "rows_per_second": steps * batch_size / seconds,
+        "peak_rss_gib": peak_kib / 2**20,
+        "matrix_gib": rows * dim * 4 / 2**30,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    embeddings = load_embeddings(args.input_file)
+    train, _ = split_embeddings(embeddings, 0.1, args.seed)
+    target_dims = [int(dim) for dim in args.target_dims.split(",")]
+    print(
+        f"{len(train)} training rows of {args.input_file}, heads {target_dims}, {args.steps} steps of {args.batch_size}"
+    )
+    bare_loop(train, target_dims, 5, args.batch_size, args.seed)  # warm up torch's kernels and thread pool first
+    times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    for _ in range(args.repeats):
+        times["a"].append(bare_loop(train, target_dims, args.steps, args.batch_size, args.seed))
+        times["b"].append(trainer_run(args.input_file, args.target_dims, args.steps, args.batch_size, False))
+        times["c"].append(trainer_run(args.input_file, args.target_dims, args.steps, args.batch_size, True))
+    medians = {path: statistics.median(values) for path, values in times.items()}
+    labels = {
+        "a": "(a) bare PyTorch loop (AdamW, no evaluation, no checkpoints)",
+        "b": "(b) run_distillation.py --eval_strategy no --save_strategy no (Trainer train_runtime)",
+        "c": "(c) run_distillation.py defaults (evaluation and checkpoint every epoch)",
+    }
+    print(f"\n| path | seconds (median of {args.repeats}) | ratio to (a) |\n|---|---:|---:|")
+    for path, label in labels.items():
+        print(f"| {label} | {medians[path]:.2f} | {medians[path] / medians['a']:.2f} |")
+    ratio = medians["b"] / medians["a"]
+    print(f"\n(b) / (a) = {ratio:.2f}: goal <= {GOAL} {'met' if ratio <= GOAL else 'NOT met'}")
+    if args.mmap_rows:
+        result = mmap_throughput(args.mmap_rows, args.mmap_dim, args.mmap_steps, args.batch_size, args.seed)
+        print(
+            f"\nMemory-mapped {args.mmap_rows:,} x {args.mmap_dim} float32 ({result['matrix_gib']:.2f} GiB on disk), "
+            f"{args.mmap_steps} steps of {args.batch_size}: {result['rows_per_second']:,.0f} rows/s, peak resident "
+            f"memory {result['peak_rss_gib']:.2f} GiB"
+        )
+    print(json.dumps({"medians_s": medians, "runs_s": times}))
+
+
+if __name__ == "__main__":
+    main()
