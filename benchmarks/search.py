@@ -58,7 +58,7 @@ from modeling_cascade import CascadeIndex, CascadeModel  # noqa: E402
 from modeling_cascade.commands import split_list  # noqa: E402
 from modeling_cascade.commands import train as train_command  # noqa: E402
 from modeling_cascade.file_utils import load_embeddings, save_embeddings  # noqa: E402
-from modeling_cascade.trainer import embeddings_dataset, split_embeddings  # noqa: E402
+from modeling_cascade.trainer import CascadeTrainer, embeddings_dataset, split_embeddings  # noqa: E402
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -176,7 +176,7 @@ def train_cascade(train_rows: np.ndarray, epochs: int) -> CascadeModel:
         transformers.set_seed(training_args.seed)
         cascade = train_command.build_model(model_args, train_rows.shape[1], train)
         with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints its log dicts; the benchmark a table
-            transformers.Trainer(model=cascade, args=training_args, train_dataset=embeddings_dataset(train)).train()
+            CascadeTrainer(model=cascade, args=training_args, train_dataset=embeddings_dataset(train)).train()
     cascade.eval()
     config = cascade.config
     print(

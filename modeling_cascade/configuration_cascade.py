@@ -11,7 +11,7 @@ from transformers import PretrainedConfig
 STRATEGIES = ("direct", "chained", "nested")
 HEAD_TYPES = ("linear", "mlp")
 POOLING_MODES = ("mean", "cls")
-# Default KL temperatures (see `default_kl_temperature`), measured by benchmarks/quality.py (README, "Quality against PCA").
+# Default KL temperatures (see `default_kl_temperature`), measured by benchmarks/quality.py (benchmarks/README.md, "Quality against PCA").
 KL_TEMPERATURE_LARGE_DIMS = 0.1
 KL_TEMPERATURE_SMALL_DIMS = 0.05
 KL_TEMPERATURE_SWITCH_DIM = 128

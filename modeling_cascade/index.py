@@ -42,7 +42,7 @@ def default_stages(cascade: CascadeModel) -> tuple[int, ...]:
     are smaller), then the full teacher vectors.
 
     128 dims keep enough of the teacher's neighbourhoods for a short shortlist to hold the true top 10 (see the
-    README's "Cascade search" section); 32 or 64 dims need shortlists so long that re-scoring them costs more than
+    benchmarks/README.md, "Cascade search against FAISS"); 32 or 64 dims need shortlists so long that re-scoring them costs more than
     the smaller first stage saves.
     """
     config = cascade.config
@@ -55,7 +55,7 @@ def default_shortlist(num_stages: int, num_vectors: int, k: int = 10, first_stag
 
     The first grows with the corpus, 500 per million documents, and is at least 100 after a flat first stage or 500
     after a PQ one; each later size is a tenth of the one before. None is below `k` or above the corpus size. On the
-    benchmark data this keeps recall@10 >= 0.99 with the default stages (README, "Cascade search").
+    benchmark data this keeps recall@10 >= 0.99 with the default stages (benchmarks/README.md).
 
     Args:
         num_stages (`int`): Stages of the index (the shortlist has one size fewer).

@@ -94,9 +94,9 @@ class ModelCardCallback(TrainerCallback):
 
     Example:
 
-    >>> from transformers import Trainer  # doctest: +SKIP
+    >>> from modeling_cascade.trainer import CascadeTrainer  # doctest: +SKIP
     >>> cascade.model_card_data.license = "apache-2.0"  # doctest: +SKIP
-    >>> trainer = Trainer(cascade, args, train_dataset=train, callbacks=[ModelCardCallback()])  # doctest: +SKIP
+    >>> trainer = CascadeTrainer(cascade, args, train_dataset=train, callbacks=[ModelCardCallback()])  # doctest: +SKIP
     >>> trainer.train()  # doctest: +SKIP
     >>> cascade.save_pretrained("best_model")  # the card is written with the weights  # doctest: +SKIP
     """

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from huggingface_hub import HfApi
 from huggingface_hub import constants as hub_constants
 from safetensors import SafetensorError
 from torch import nn
@@ -24,6 +25,8 @@ from .text_encoding import TextEncodingMixin
 logger = logging.get_logger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
+# The Hub options `save_pretrained(push_to_hub=True, ...)` and `push_to_hub` take.
+HUB_OPTIONS = ("repo_id", "token", "private", "revision", "create_pr", "commit_message")
 # Names that are files, never Hub ids: `from_pretrained` reports them missing instead of asking the Hub.
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".safetensors", ".json", ".npy")
 
@@ -241,17 +244,59 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         """`PreTrainedModel.save_pretrained` (config.json and model.safetensors), then the model card `README.md`
         from [`model_card_data`] (on the main process; a card that cannot be written is a warning, never an error).
 
-        With `push_to_hub=True` the folder, card included, is uploaded by [`push_to_hub`] once it is complete.
+        With `push_to_hub=True` (and `repo_id`, `token`, `private`, `revision`, `create_pr`, `commit_message`), the
+        saved folder, card and images included, is then uploaded as it is (see [`push_to_hub`]).
         """
         push_to_hub = kwargs.pop("push_to_hub", False)
-        hub_kwargs = {
-            name: kwargs.pop(name) for name in ("repo_id", "commit_message", "private", "token") if name in kwargs
-        }
+        hub_options = {name: kwargs.pop(name) for name in HUB_OPTIONS if name in kwargs}
         super().save_pretrained(save_directory, *args, **kwargs)
-        if create_model_card and kwargs.get("is_main_process", True) and self.model_card_data is not None:
+        if not kwargs.get("is_main_process", True):
+            return
+        if create_model_card and self.model_card_data is not None:
             self.model_card_data.save(save_directory)
         if push_to_hub:
-            self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
+            self._upload_folder(save_directory, hub_options.pop("repo_id", Path(save_directory).name), **hub_options)
+
+    def push_to_hub(self, repo_id: str, **hub_options) -> str:
+        """Upload the cascade, its code and its model card to the Hub repo `repo_id` (created if needed).
+
+        The stock `push_to_hub` replaces the card with a generic one; this one saves into a temporary folder with
+        [`save_pretrained`] and uploads that folder as it is.
+
+        Args:
+            repo_id (`str`): `owner/name`.
+            hub_options: `token`, `private`, `revision`, `create_pr`, `commit_message`.
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        unknown = sorted(set(hub_options) - set(HUB_OPTIONS))
+        if unknown:
+            raise ValueError(f"push_to_hub got unknown options {unknown}; it takes {list(HUB_OPTIONS[1:])}.")
+        with tempfile.TemporaryDirectory(prefix="cascade-push-") as folder:
+            self.save_pretrained(folder)
+            return self._upload_folder(folder, repo_id, **hub_options)
+
+    @staticmethod
+    def _upload_folder(
+        folder, repo_id: str, token=None, private=None, revision=None, create_pr: bool = False, commit_message=None
+    ) -> str:
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message or "Upload cascade",
+            revision=revision,
+            create_pr=create_pr,
+            ignore_patterns=[".*"],  # hidden files: what an interrupted atomic write leaves
+        )
+        logger.info(f"Pushed {folder} to {repo_id} ({commit.oid})")
+        return commit.commit_url
 
     def to_sentence_transformer(self, dim: int | None = None):
         """This cascade at `dim` as a plain `SentenceTransformer` (teacher modules, the head as a `Dense`, then
@@ -269,6 +314,12 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         return to_sentence_transformer(self, dim)
 
     def _prepare_inputs(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if embeddings.ndim == 3 and embeddings.shape[0] == 1:
+            raise ValueError(
+                f"CascadeModel got a batch of shape {tuple(embeddings.shape)}: a collator stacked the whole batches "
+                "that modeling_cascade.trainer.EmbeddingRows reads. Train with CascadeTrainer, or pass "
+                "data_collator=collate_embeddings to the Trainer."
+            )
         if embeddings.ndim != 2 or embeddings.shape[-1] != self.config.input_dim:
             raise ValueError(
                 f"CascadeModel expects embeddings of shape (batch, {self.config.input_dim}), "

@@ -33,7 +33,6 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-PYTHON_DOCS = "python-docs"
 COLLECTION = "OpenSource"
 OPEN_TYPE = "Open Source"
 LICENSE = "PSF-2.0"

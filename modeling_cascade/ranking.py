@@ -100,7 +100,7 @@ def ranking_metrics(
 
     Returns `mse` (similarity MSE), `overlap@k`, `full_ranking_ndcg@k` (nDCG against the full-dim ranking),
     `spearman` and `kendall` (when `correlations`), and `ndcg@k` against `judgments` when given. `full_top` (the
-    full-dim `top_k_rows`) saves recomputing it when many reduced matrices are compared with one full one.
+    full-dim `top_k(full_scores, k)`) saves recomputing it when many reduced matrices are compared with one full one.
     """
     k = min(k, full_scores.shape[1])
     full_top = top_k(full_scores, k) if full_top is None else full_top[:, :k]

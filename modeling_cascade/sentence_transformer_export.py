@@ -9,6 +9,7 @@ chained cascade's heads compose into one matrix; a `nested` cascade exports once
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,12 @@ def check_exportable(cascade: CascadeModel) -> None:
         or CLS pooling.
     """
     config = cascade.config
+    if not config.teacher_model:
+        raise ValueError(
+            "The cascade's config names no teacher_model (it was trained from pre-generated embeddings without "
+            "--embedding_model): an exported model must embed texts itself. Name the teacher that made the "
+            "embeddings (config.teacher_model, or --embedding_model when training)."
+        )
     if config.head_type != "linear":
         raise ValueError(
             f"Only linear heads export to sentence-transformers (as a Dense module): this cascade's heads are "
@@ -111,8 +118,8 @@ def to_sentence_transformer(
     teacher = Teacher.from_config(config, device="cpu") if teacher is None else teacher
     exported_dim = config.target_dims[0] if config.strategy == "nested" else dim
     matrix = head_matrix(cascade, exported_dim)
-    modules = list(teacher.model)
-    if not isinstance(modules[-1], Normalize):  # the cascade reads unit teacher embeddings
+    modules = list(copy.deepcopy(teacher.model).cpu())  # the caller's teacher stays as it was
+    if not isinstance(modules[-1], Normalize):  # the cascade's heads read unit teacher embeddings (encode normalises)
         modules.append(Normalize())
     dense = Dense(
         matrix.shape[1], matrix.shape[0], bias=False, activation_function=torch.nn.Identity(), init_weight=matrix

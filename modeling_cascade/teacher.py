@@ -48,8 +48,12 @@ def resolve_device(device: str = "auto") -> str:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if device not in ("cuda", "mps", "cpu") and not device.startswith("cuda:"):
-        raise ValueError(f"--device must be one of auto, cuda, cuda:N, mps, cpu; got {device!r}.")
+    try:
+        torch.device(device)  # cuda, cuda:N, mps, mps:N, xpu, cpu, ...: what torch accepts
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"--device must be auto or a torch device (cuda, cuda:N, mps, cpu, ...); got {device!r}."
+        ) from None
     return device
 
 

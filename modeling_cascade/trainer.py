@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
@@ -137,8 +138,12 @@ class CascadeTrainer(Trainer):
     ) -> EvalLoopOutput:
         """The Trainer's evaluation loop (the loss), then the ranking metrics of the model on the same rows."""
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        queries, corpus = self._ranking_split(dataloader.dataset)
-        metrics = held_out_ranking_metrics(self.model, queries, corpus, k=self.ranking_k)
+        metrics = None
+        if self.is_world_process_zero():  # one process computes them, and all take the same values
+            queries, corpus = self._ranking_split(dataloader.dataset)
+            metrics = held_out_ranking_metrics(self.model, queries, corpus, k=self.ranking_k)
+        if self.args.world_size > 1:
+            metrics = broadcast_object_list([metrics])[0]
         output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
         return output
 

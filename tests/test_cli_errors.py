@@ -143,6 +143,15 @@ def test_unexpected_errors_keep_their_traceback():
         run_command(bug)
     with pytest.raises(KeyError):
         run_command(lambda: {}["missing"])
+    from modeling_cascade.array_utils import blockwise_search
+
+    with pytest.raises(ValueError, match="matmul"):  # raised in our code, by numpy, not by one of our checks: a bug
+        run_command(lambda: blockwise_search(np.zeros((2, 3), np.float32), np.zeros((5, 4), np.float32), 2))
+
+
+def test_split_list_unescapes_in_both_forms():
+    assert split_list(["a\\,b", "c"]) == ["a,b", "c"]
+    assert split_list("a\\,b,c") == ["a,b", "c"]
 
 
 @pytest.mark.parametrize(

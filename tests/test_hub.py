@@ -282,3 +282,23 @@ def test_push_sentence_transformers_needs_push_to_hub_and_linear_heads(tmp_path,
         train(tmp_path, embeddings_file, "--push_sentence_transformers")
     with pytest.raises(ValueError, match="--push_sentence_transformers exports linear heads only"):
         train(tmp_path, embeddings_file, "--push_sentence_transformers", "--push_to_hub", "--head_type", "mlp")
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_cascade_push_to_hub_keeps_its_card(tmp_path, fake_hub):
+    """`cascade.push_to_hub` and `save_pretrained(push_to_hub=True)` upload the cascade's own card, not a generic one."""
+    from modeling_cascade import CascadeConfig, CascadeModel
+
+    cascade = CascadeModel(CascadeConfig(input_dim=16, target_dims=[8, 4]))
+    cascade.model_card_data.license = "mit"
+    cascade.push_to_hub(REPO_ID, token=TOKEN)
+    assert not fake_hub.unexpected
+    card = ModelCard(fake_hub.files["README.md"].decode())
+    assert card.data.license == "mit" and "A **dimensional cascade**" in card.text
+    assert {"config.json", "model.safetensors", "modeling_cascade.py"} <= set(fake_hub.files)
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "learning_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # what a run leaves beside the card
+    cascade.save_pretrained(tmp_path / "saved", push_to_hub=True, repo_id=REPO_ID, token=TOKEN)
+    assert len(fake_hub.commits) == 2 and "learning_curve.png" in fake_hub.files
+    with pytest.raises(ValueError, match="unknown options \\['tags'\\]"):
+        cascade.push_to_hub(REPO_ID, tags=["x"])

@@ -326,6 +326,11 @@ class CascadeTrainingArguments(TrainingArguments):
             raise ValueError(f"--train_batch_size must be a positive integer, got {self.per_device_train_batch_size}.")
         if self.per_device_eval_batch_size is None:
             self.per_device_eval_batch_size = self.per_device_train_batch_size
+        if self.load_best_model_at_end:
+            raise ValueError(
+                "--load_best_model_at_end would make final_model/ a copy of best_model/: a run saves both "
+                "(best_model/ by --metric_for_best_model) without it."
+            )
         if self.push_sentence_transformers and not self.push_to_hub:
             raise ValueError("--push_sentence_transformers publishes beside the cascade: add --push_to_hub.")
         super().__post_init__()

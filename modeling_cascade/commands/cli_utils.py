@@ -11,21 +11,22 @@ comma-separated value, `\\,` is a literal comma.
 
 from __future__ import annotations
 
+import linecache
 import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import NoReturn, TypeVar
 
 from transformers import HfArgumentParser
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-# Errors of these types are the ones the library raises for bad input (see STYLE.md: a ValueError naming the value);
-# they are user errors when raised by this package's own code or while the command line is parsed.
-USER_ERROR_TYPES = (ValueError, OSError, ImportError)
+# The library refuses bad input with a `ValueError` (or `ImportError` for a missing extra) that names the value: a
+# user error when one of this package's own `raise` statements raised it, or while the command line is parsed. An
+# `OSError` (a missing or unreadable file, an unreachable Hub) is the user's wherever it was raised on our behalf.
+CHECK_ERROR_TYPES = (ValueError, ImportError)
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 
 ReturnType = TypeVar("ReturnType")
@@ -77,26 +78,33 @@ def split_list(values: str | Sequence[str] | None) -> list[str]:
     if isinstance(values, str):
         values = [values]
     if len(values) == 1:
-        values = [part.replace("\\,", ",") for part in _UNESCAPED_COMMA.split(values[0])]
-    return [value.strip() for value in values if value.strip()]
+        values = _UNESCAPED_COMMA.split(values[0])
+    return [value.replace("\\,", ",").strip() for value in values if value.strip()]
 
 
-def _raised_by(error: BaseException, root: Path) -> bool:
-    """Whether the innermost frame of `error`'s traceback is in a file under the folder `root`."""
-    traceback: TracebackType | None = error.__traceback__
-    if traceback is None:
-        return False
-    while traceback.tb_next is not None:
+def _frames(error: BaseException) -> list[tuple[Path, int]]:
+    """(file, line) of each frame of `error`'s traceback, outermost first."""
+    frames, traceback = [], error.__traceback__
+    while traceback is not None:
+        frames.append((Path(traceback.tb_frame.f_code.co_filename).resolve(), traceback.tb_lineno))
         traceback = traceback.tb_next
-    filename = Path(traceback.tb_frame.f_code.co_filename).resolve()
-    return root in filename.parents
+    return frames
 
 
 def is_user_error(error: BaseException) -> bool:
-    """A `ValueError`, `OSError` or `ImportError` raised by this package's own code, or a usage error."""
+    """A usage error; a `ValueError` or `ImportError` raised by one of this package's own `raise` statements (a check
+    that names the bad value); or an `OSError` raised while this package's code ran. Anything else is a bug, and keeps
+    its traceback."""
     if isinstance(error, UsageError):
         return True
-    return isinstance(error, USER_ERROR_TYPES) and _raised_by(error, PACKAGE_DIR)
+    frames = _frames(error)
+    if not frames:
+        return False
+    if isinstance(error, OSError):
+        return any(PACKAGE_DIR in filename.parents for filename, _ in frames)
+    filename, line = frames[-1]
+    own_raise = PACKAGE_DIR in filename.parents and linecache.getline(str(filename), line).lstrip().startswith("raise")
+    return isinstance(error, CHECK_ERROR_TYPES) and own_raise
 
 
 def exit_with_error(message: object) -> NoReturn:

@@ -179,7 +179,7 @@ def load_teacher(config: CascadeConfig, folder: Path, args: EvaluateArguments):
         )
     try:
         return Teacher.from_config(config, args.embedding_model, device=args.device)
-    except Exception as error:
+    except (OSError, ValueError, ImportError) as error:
         raise ValueError(
             f"Could not load the teacher {name!r} ({source}): {type(error).__name__}: {error} Pass --embedding_model "
             "with the teacher the cascade was trained on: a local model folder, a Hub id, or an installed packaged "
@@ -354,7 +354,7 @@ def beir_report(args: EvaluateArguments, model: CascadeModel, folder: Path) -> t
     return report, evaluation
 
 
-def format_text(report: dict, evaluation: EvaluationResults, args: EvaluateArguments) -> str:
+def format_text(report: dict, evaluation: EvaluationResults) -> str:
     """The human-readable report: hits per query and dim (test queries), then the per-dim table."""
     lines = [f"Cascade: {report['model_dir']} ({evaluation.input_dim} -> {', '.join(map(str, evaluation.dims))} dims)"]
     if report.get("teacher"):
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         report["files"] = [evaluation.save(args.output_dir), evaluation.plot(args.output_dir)]
-    print(json.dumps(report, indent=2) if args.output == "json" else format_text(report, evaluation, args))
+    print(json.dumps(report, indent=2) if args.output == "json" else format_text(report, evaluation))
     return report
 
 

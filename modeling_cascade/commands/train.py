@@ -5,7 +5,7 @@ users launch; this is what it runs. See that script's docstring for example call
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import logging
 import os
@@ -219,9 +219,9 @@ def save_models(trainer: Trainer, output_dir: str) -> CascadeModel | None:
     best_model = trainer.model
     if best_checkpoint:
         best_model = CascadeModel.from_pretrained(best_checkpoint)
-        best_model.model_card_data = dataclasses.replace(
-            trainer.model.model_card_data, model_step=trainer.state.best_global_step
-        )
+        with card_step("copy the card facts to best_model/"):
+            best_model.model_card_data = copy.deepcopy(trainer.model.model_card_data)
+            best_model.model_card_data.model_step = trainer.state.best_global_step
     with atomic_directory(os.path.join(output_dir, BEST_MODEL_DIR)) as folder:
         best_model.save_pretrained(folder)
     logger.info(
@@ -241,8 +241,12 @@ def save_model_cards(
     own per-dim results; a failure is logged as a warning and the models stay as saved."""
     output_dir, state = trainer.args.output_dir, trainer.state
     learning_curve = os.path.join(output_dir, LEARNING_CURVE_FILE)
-    final = dataclasses.replace(
-        trainer.model.model_card_data, model_step=state.global_step, model_id=None, evaluation=None
+    final = copy.deepcopy(trainer.model.model_card_data)  # final_model/ is not pushed, nor exported
+    final.model_step, final.model_id, final.evaluation, final.sentence_transformer_repos = (
+        state.global_step,
+        None,
+        None,
+        {},
     )
     best = best_model.model_card_data
     with card_step("record the results of best_model/"):
@@ -284,6 +288,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         raise ValueError(
             f"--push_sentence_transformers exports linear heads only (each as a Dense module); --head_type "
             f"{model_args.head_type} has none: drop one of the two."
+        )
+    if training_args.push_sentence_transformers and data_args.input_file and not model_args.embedding_model:
+        raise ValueError(
+            "--push_sentence_transformers publishes models that embed texts, so they need the teacher: with "
+            "--input_file, name the teacher that made the embeddings with --embedding_model."
         )
     checkpoint = prepare_output_dir(training_args)
     if checkpoint is not None:  # refuse a foreign checkpoint, or pickled weights, before the Trainer opens it
