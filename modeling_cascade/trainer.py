@@ -4,6 +4,7 @@ learning curve and the loss summary."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ class EmbeddingRows(torch.utils.data.Dataset):
         if matrix.ndim != 2:
             raise ValueError(f"EmbeddingRows needs a 2-D matrix (rows x dim), got shape {matrix.shape}.")
         self.matrix = matrix
+        memory_map = getattr(matrix, "_mmap", None)  # np.load(..., mmap_mode="r") of a file larger than RAM
+        if memory_map is not None and hasattr(mmap, "MADV_RANDOM"):
+            # batches read rows in a random order: without this hint the kernel reads ahead around every row, and a
+            # few hundred steps pull the whole file into memory
+            memory_map.madvise(mmap.MADV_RANDOM)
 
     def __len__(self) -> int:
         return len(self.matrix)
