@@ -379,13 +379,13 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
             embeddings (`torch.Tensor` of shape `(batch, input_dim)`): Teacher embeddings.
             dim (`int`, *optional*): One of `config.target_dims`; defaults to the largest.
         """
-        dim = self._check_dim(dim)
+        dim = self.resolve_dim(dim)
         return F.normalize(self._head_outputs(self._prepare_inputs(embeddings), [dim])[dim], dim=-1)
 
     @torch.no_grad()
     def project(self, embeddings: np.ndarray, dim: int | None = None, batch_size: int = 8192) -> np.ndarray:
         """Like [`embed`] for a NumPy matrix of any length, batched; returns float32 NumPy rows."""
-        dim = self._check_dim(dim)
+        dim = self.resolve_dim(dim)
         was_training = self.training
         self.eval()
         device = self.heads[0].projection.weight.device
@@ -399,7 +399,8 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         self.train(was_training)
         return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
-    def _check_dim(self, dim: int | None) -> int:
+    def resolve_dim(self, dim: int | None) -> int:
+        """`dim` checked against `config.target_dims` (a `ValueError` naming it otherwise); the largest when `None`."""
         if dim is None:
             return self.config.target_dims[0]
         if dim not in self.config.target_dims:

@@ -112,9 +112,7 @@ def to_sentence_transformer(
 
     check_exportable(cascade)
     config = cascade.config
-    dim = cascade.config.target_dims[0] if dim is None else dim
-    if dim not in config.target_dims:
-        raise ValueError(f"dim {dim} is not one of this cascade's target_dims {config.target_dims}.")
+    dim = cascade.resolve_dim(dim)
     teacher = Teacher.from_config(config, device="cpu") if teacher is None else teacher
     exported_dim = config.target_dims[0] if config.strategy == "nested" else dim
     matrix = head_matrix(cascade, exported_dim)

@@ -15,7 +15,7 @@ PROMPTS = ("query", "document")
 
 
 class TextEncodingMixin:
-    """`encode(texts, dim=...)` for [`CascadeModel`], which provides `config`, `heads`, `project` and `_check_dim`."""
+    """`encode(texts, dim=...)` for [`CascadeModel`], which provides `config`, `heads`, `project` and `resolve_dim`."""
 
     def encode(
         self,
@@ -48,7 +48,7 @@ class TextEncodingMixin:
         """
         if prompt not in PROMPTS:
             raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}.")
-        dim = self._check_dim(dim)
+        dim = self.resolve_dim(dim)
         texts = check_texts([texts] if isinstance(texts, str) else texts)  # before the teacher loads
         teacher = self._load_teacher()
         prefix = self.config.query_prefix if prompt == "query" else self.config.document_prefix
