@@ -95,13 +95,16 @@ def prepare_hub_push(training_args: TrainingArguments) -> HubTarget | None:
     return target
 
 
-def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str = "Upload cascade") -> CommitInfo:
+def push_model_folder(
+    folder: str | Path, target: HubTarget, commit_message: str = "Upload cascade", create_pr: bool = False
+) -> CommitInfo:
     """Upload the files of a saved model folder (hidden ones left out) to the repo in one commit.
 
     Args:
         folder (`str` or `Path`): The folder (e.g. `output_dir/best_model`).
         target (`HubTarget`): The repo, token and branch.
         commit_message (`str`, defaults to `"Upload cascade"`): The commit's title.
+        create_pr (`bool`, defaults to `False`): Open a pull request instead of committing to the branch.
 
     Raises:
         `FileNotFoundError` for a folder without `config.json`; `RuntimeError` naming the repo, the folder and how to
@@ -117,6 +120,7 @@ def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str
             folder_path=folder,
             commit_message=commit_message,
             revision=target.revision,
+            create_pr=create_pr,
             ignore_patterns=HIDDEN_FILES,
         )
     except Exception as error:
@@ -126,6 +130,25 @@ def push_model_folder(folder: str | Path, target: HubTarget, commit_message: str
         ) from error
     logger.info(f"Pushed {folder} to {target.url} ({commit.oid})")
     return commit
+
+
+def publish_folder(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str = "Upload cascade",
+) -> CommitInfo:
+    """Create the repo (and the `revision` branch) if needed, then [`push_model_folder`]: what `CascadeModel.push_to_hub`
+    and [`push_sentence_transformers`] do for each repo they publish to."""
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    target = HubTarget(repo_id=repo_id, token=token, private=private, revision=revision)
+    if revision:
+        api.create_branch(target.repo_id, branch=revision, exist_ok=True)
+    return push_model_folder(folder, target, commit_message=commit_message, create_pr=create_pr)
 
 
 def sentence_transformer_repo_ids(repo_id: str, config) -> dict[int, str]:
@@ -152,18 +175,16 @@ def push_sentence_transformers(cascade, target: HubTarget) -> dict[int, str]:
 
     check_exportable(cascade)
     teacher = Teacher.from_config(cascade.config, device="cpu")
-    api = HfApi(token=target.token)
     pushed = {}
     for dim, repo_id in sentence_transformer_repo_ids(target.repo_id, cascade.config).items():
-        repo_id = api.create_repo(repo_id, private=target.private, exist_ok=True).repo_id
-        repo = HubTarget(repo_id=repo_id, token=target.token, private=target.private, revision=target.revision)
-        if target.revision:
-            api.create_branch(repo_id, branch=target.revision, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="sentence-transformer-") as workdir:
             folder = save_sentence_transformer(
                 cascade, Path(workdir) / "model", dim, repo_id=repo_id, cascade_repo_id=target.repo_id, teacher=teacher
             )
-            push_model_folder(folder, repo, commit_message=f"Upload the {dim}-dim sentence-transformers model")
+            publish_folder(
+                folder, repo_id, target.token, target.private, target.revision,
+                commit_message=f"Upload the {dim}-dim sentence-transformers model",
+            )  # fmt: skip
         pushed[dim] = repo_id
     return pushed
 
@@ -171,6 +192,7 @@ def push_sentence_transformers(cascade, target: HubTarget) -> dict[int, str]:
 __all__ = [
     "HubTarget",
     "prepare_hub_push",
+    "publish_folder",
     "push_model_folder",
     "push_sentence_transformers",
     "sentence_transformer_repo_ids",

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import HfApi
 from huggingface_hub import constants as hub_constants
 from safetensors import SafetensorError
 from torch import nn
@@ -245,23 +244,29 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         from [`model_card_data`] (on the main process; a card that cannot be written is a warning, never an error).
 
         With `push_to_hub=True` (and `repo_id`, `token`, `private`, `revision`, `create_pr`, `commit_message`), the
-        saved folder, card and images included, is then uploaded as it is (see [`push_to_hub`]).
+        saved folder, card and images included, is then uploaded as it is (see [`push_to_hub`]). Loaded with
+        `trust_remote_code` where the modeling-cascade package is absent, the cascade has no card data and saves as
+        any `PreTrainedModel`.
         """
+        if self.model_card_data is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
         push_to_hub = kwargs.pop("push_to_hub", False)
         hub_options = {name: kwargs.pop(name) for name in HUB_OPTIONS if name in kwargs}
         super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True):
-            return
-        if create_model_card and self.model_card_data is not None:
+            return None
+        if create_model_card:
             self.model_card_data.save(save_directory)
         if push_to_hub:
-            self._upload_folder(save_directory, hub_options.pop("repo_id", Path(save_directory).name), **hub_options)
+            hub_options.setdefault("repo_id", Path(save_directory).name)
+            self._publish(save_directory, **hub_options)
+        return None
 
     def push_to_hub(self, repo_id: str, **hub_options) -> str:
         """Upload the cascade, its code and its model card to the Hub repo `repo_id` (created if needed).
 
         The stock `push_to_hub` replaces the card with a generic one; this one saves into a temporary folder with
-        [`save_pretrained`] and uploads that folder as it is.
+        [`save_pretrained`] and uploads that folder as it is (with `modeling_cascade.hub.publish_folder`).
 
         Args:
             repo_id (`str`): `owner/name`.
@@ -270,33 +275,24 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         Returns:
             The URL of the commit.
         """
-        import tempfile
-
+        if self.model_card_data is None:  # loaded with trust_remote_code, without the package: the stock upload
+            return super().push_to_hub(repo_id, **hub_options)
         unknown = sorted(set(hub_options) - set(HUB_OPTIONS))
         if unknown:
             raise ValueError(f"push_to_hub got unknown options {unknown}; it takes {list(HUB_OPTIONS[1:])}.")
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="cascade-push-") as folder:
             self.save_pretrained(folder)
-            return self._upload_folder(folder, repo_id, **hub_options)
+            return self._publish(folder, repo_id=repo_id, **hub_options)
 
     @staticmethod
-    def _upload_folder(
-        folder, repo_id: str, token=None, private=None, revision=None, create_pr: bool = False, commit_message=None
-    ) -> str:
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message or "Upload cascade",
-            revision=revision,
-            create_pr=create_pr,
-            ignore_patterns=[".*"],  # hidden files: what an interrupted atomic write leaves
-        )
-        logger.info(f"Pushed {folder} to {repo_id} ({commit.oid})")
-        return commit.commit_url
+    def _publish(folder, **hub_options) -> str:
+        try:  # the package is there whenever the cascade has card data
+            from modeling_cascade.hub import publish_folder
+        except ImportError:
+            raise ImportError("Publishing a cascade with its card needs: pip install modeling-cascade") from None
+        return publish_folder(folder, **hub_options).commit_url
 
     def to_sentence_transformer(self, dim: int | None = None):
         """This cascade at `dim` as a plain `SentenceTransformer` (teacher modules, the head as a `Dense`, then

@@ -241,13 +241,10 @@ def save_model_cards(
     own per-dim results; a failure is logged as a warning and the models stay as saved."""
     output_dir, state = trainer.args.output_dir, trainer.state
     learning_curve = os.path.join(output_dir, LEARNING_CURVE_FILE)
-    final = copy.deepcopy(trainer.model.model_card_data)  # final_model/ is not pushed, nor exported
-    final.model_step, final.model_id, final.evaluation, final.sentence_transformer_repos = (
-        state.global_step,
-        None,
-        None,
-        {},
-    )
+    final = copy.deepcopy(trainer.model.model_card_data)
+    final.model_step = state.global_step
+    final.model_id, final.sentence_transformer_repos = None, {}  # final_model/ is neither pushed nor exported
+    final.evaluation = None  # set below, from final_model/'s own results
     best = best_model.model_card_data
     with card_step("record the results of best_model/"):
         best.set_evaluation(best_results)
