@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging
 
+from .matrix_rows import BLOCK_ROWS, MatrixRows
+
 
 logger = logging.get_logger(__name__)
 
@@ -103,8 +105,15 @@ def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(embeddings, dtype=np.float32))
 
 
+# `load_embeddings(..., memory_map=None)` maps files larger than this instead of loading them.
+MEMORY_MAP_BYTES = 1 << 30
+
+
 def load_embeddings(
-    path: str | os.PathLike, expected_dim: int | None = None, expected_by: str = "the expected dim"
+    path: str | os.PathLike,
+    expected_dim: int | None = None,
+    expected_by: str = "the expected dim",
+    memory_map: bool | None = False,
 ) -> np.ndarray:
     """Load and check a 2-D float `.npy` embedding matrix, refusing pickled objects.
 
@@ -113,9 +122,12 @@ def load_embeddings(
         expected_dim (`int`, *optional*): Required number of columns (e.g. a cascade's `input_dim`).
         expected_by (`str`, defaults to `"the expected dim"`): What requires `expected_dim`, for the error message
             (e.g. `"--embedding_dim"` or `"the cascade's input_dim"`).
+        memory_map (`bool`, *optional*, defaults to `False`): Return the file's read-only memory map instead of
+            loading it (read it through [`~matrix_rows.MatrixRows`] to keep memory flat); `None` maps files larger
+            than 1 GiB. Either way every row is checked, in blocks.
 
     Returns:
-        `np.ndarray` of dtype float32.
+        `np.ndarray` of dtype float32, or a read-only `np.memmap` of the file's float dtype.
 
     Raises:
         `FileNotFoundError` for a missing file; `ValueError` naming the file and the problem for anything else
@@ -150,8 +162,16 @@ def load_embeddings(
         raise ValueError(f"{str(path)!r} has shape {array.shape}: it holds no embeddings.")
     if expected_dim is not None and array.shape[1] != expected_dim:
         raise ValueError(f"{str(path)!r} has dim {array.shape[1]}, but {expected_by} is {expected_dim}.")
-    array = np.array(array, dtype=np.float32)  # an in-memory, writable copy of the memory map
-    bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if memory_map is None:
+        memory_map = path.stat().st_size > MEMORY_MAP_BYTES
+    if not memory_map:
+        array = np.array(array, dtype=np.float32)  # an in-memory, writable copy of the memory map
+    bad_rows = np.concatenate(
+        [
+            start + np.flatnonzero(~np.isfinite(block).all(axis=1))
+            for start, block in zip(range(0, len(array), BLOCK_ROWS), MatrixRows(array).blocks(), strict=True)
+        ]
+    )
     if bad_rows.size:
         shown = ", ".join(str(row) for row in bad_rows[:5]) + (", ..." if bad_rows.size > 5 else "")
         raise ValueError(f"{str(path)!r} has {bad_rows.size} row(s) with NaN or inf values (rows {shown}).")

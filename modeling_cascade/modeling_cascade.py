@@ -17,7 +17,8 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_cascade import CascadeConfig
 from .losses import CascadeLoss
-from .pca import pca_components
+from .matrix_rows import MatrixRows, as_matrix_rows, second_moment
+from .pca import components_of
 from .text_encoding import TextEncodingMixin
 
 
@@ -404,22 +405,32 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         return dim
 
     @torch.no_grad()
-    def init_from_pca(self, embeddings: np.ndarray | torch.Tensor) -> None:
+    def init_from_pca(self, embeddings: np.ndarray | torch.Tensor | MatrixRows) -> None:
         """Set every linear map to the uncentred PCA of `embeddings`, so the untrained cascade equals the PCA baseline.
 
         Args:
-            embeddings (`np.ndarray` or `torch.Tensor` of shape `(n, input_dim)`): Training embeddings.
+            embeddings (`np.ndarray`, `torch.Tensor` or [`MatrixRows`] of shape `(n, input_dim)`): Training
+                embeddings, read in blocks (one pass per head), so a memory-mapped matrix larger than RAM works.
         """
-        inputs = self._prepare_inputs(torch.as_tensor(np.asarray(embeddings), dtype=torch.float32))
-        for head in self.heads:
+        rows = as_matrix_rows(embeddings)
+        moment = None
+        for index, head in enumerate(self.heads):
             weight = head.projection.weight
-            components = pca_components(inputs, weight.shape[0])
-            weight.copy_(components.to(weight.dtype))
+            if moment is None or self.config.strategy == "chained":  # other heads all read the teacher embeddings
+                moment, _, _ = second_moment(self._head_inputs(block, index) for block in rows.blocks())
+            weight.copy_(components_of(moment, weight.shape[0]).to(weight.dtype))
             if head.mlp is not None:
                 head.mlp[-1].weight.zero_()
                 head.mlp[-1].bias.zero_()
-            if self.config.strategy == "chained":
+
+    def _head_inputs(self, block: np.ndarray, index: int) -> np.ndarray:
+        """What head `index` reads for a block of teacher embeddings: the prepared inputs, passed through the heads
+        before it when they are chained."""
+        inputs = self._prepare_inputs(torch.from_numpy(block).to(self.heads[0].projection.weight.device))
+        if self.config.strategy == "chained":
+            for head in self.heads[:index]:
                 inputs = head(inputs)
+        return inputs.double().cpu().numpy()
 
 
 # `save_pretrained` copies this file and the ones it imports relatively into the saved folder, so the folder loads

@@ -18,6 +18,7 @@ from transformers.utils import logging
 
 from .array_utils import normalize_rows, top_k
 from .file_utils import atomic_path, save_figure
+from .matrix_rows import MatrixRows, as_matrix_rows
 from .metrics import (
     kendall_correlation,
     ndcg_at_k,
@@ -52,18 +53,20 @@ Projection = Callable[[np.ndarray, int], np.ndarray]
 Judgments = tuple[Sequence[int], Sequence[float]]
 
 
-def build_projections(model: CascadeModel | None, fit_embeddings: np.ndarray, max_dim: int) -> dict[str, Projection]:
+def build_projections(
+    model: CascadeModel | None, fit_embeddings: np.ndarray | MatrixRows, max_dim: int
+) -> dict[str, Projection]:
     """The cascade and its baselines as functions of (teacher embeddings, dim).
 
     Args:
         model (`CascadeModel`, *optional*): The trained cascade; left out of the result when `None`.
-        fit_embeddings (`np.ndarray` of shape `(n, input_dim)`): Rows the PCA baselines are fitted on: the cascade's
+        fit_embeddings (`np.ndarray` or [`MatrixRows`] of shape `(n, input_dim)`): Rows the PCA baselines are fitted on: the cascade's
             training rows (or the corpus, for a cascade evaluated on a new collection), never the queries.
         max_dim (`int`): Largest dim that will be asked for.
     """
-    fit_embeddings = normalize_rows(fit_embeddings)
-    pca = PCAProjection(fit_embeddings, max_dim)
-    pca_centered = PCAProjection(fit_embeddings, max_dim, centered=True)
+    fit_rows = as_matrix_rows(fit_embeddings).normalized()  # read in blocks: the training rows may exceed RAM
+    pca = PCAProjection(fit_rows, max_dim)
+    pca_centered = PCAProjection(fit_rows, max_dim, centered=True)
     projections: dict[str, Projection] = {}
     if model is not None:
         projections["cascade"] = lambda embeddings, dim: model.project(embeddings, dim)
@@ -74,7 +77,10 @@ def build_projections(model: CascadeModel | None, fit_embeddings: np.ndarray, ma
 
 
 def split_queries_corpus(
-    embeddings: np.ndarray, seed: int = 0, query_fraction: float = QUERY_FRACTION, max_rows: int = MAX_EVAL_ROWS
+    embeddings: np.ndarray | MatrixRows,
+    seed: int = 0,
+    query_fraction: float = QUERY_FRACTION,
+    max_rows: int = MAX_EVAL_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split held-out rows into queries and a corpus they are searched against (at most `max_rows` in all).
 
@@ -307,7 +313,11 @@ def evaluate_projections(
 
 
 def evaluate_cascade(
-    model: CascadeModel, train_embeddings: np.ndarray, val_embeddings: np.ndarray, k: int = 10, seed: int = 0
+    model: CascadeModel,
+    train_embeddings: np.ndarray | MatrixRows,
+    val_embeddings: np.ndarray | MatrixRows,
+    k: int = 10,
+    seed: int = 0,
 ) -> EvaluationResults:
     """Evaluate a trained cascade next to PCA (fitted on `train_embeddings`) and truncation on held-out rows.
 

@@ -22,6 +22,8 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from .matrix_rows import MatrixRows, as_matrix_rows
+
 
 logger = logging.get_logger(__name__)
 
@@ -141,14 +143,17 @@ def _read_checkpoint_config(folder: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def embeddings_fingerprint(embeddings: np.ndarray) -> dict[str, object]:
-    """Shape, dtype and SHA-256 of an embedding matrix: equal only for the same rows in the same order."""
-    array = np.ascontiguousarray(embeddings)
-    digest = hashlib.sha256(memoryview(array).cast("B")).hexdigest()
-    return {"rows": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype), "sha256": digest}
+def embeddings_fingerprint(embeddings: np.ndarray | MatrixRows) -> dict[str, object]:
+    """Shape, dtype and SHA-256 of an embedding matrix read as float32 (in blocks, so a memory-mapped matrix larger
+    than RAM works): equal only for the same rows in the same order."""
+    rows = as_matrix_rows(embeddings)
+    digest = hashlib.sha256()
+    for block in rows.blocks():
+        digest.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+    return {"rows": len(rows), "dim": rows.shape[1], "dtype": "float32", "sha256": digest.hexdigest()}
 
 
-def run_fingerprint(embeddings: np.ndarray, settings: dict[str, tuple[object, str]]) -> dict[str, object]:
+def run_fingerprint(embeddings: np.ndarray | MatrixRows, settings: dict[str, tuple[object, str]]) -> dict[str, object]:
     """The fingerprint [`RunFingerprintCallback`] writes: the embeddings' and each setting's value (flags dropped)."""
     return {
         "embeddings": embeddings_fingerprint(embeddings),

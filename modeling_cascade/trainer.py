@@ -4,7 +4,6 @@ learning curve and the loss summary."""
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from transformers.utils import logging
 
 from .file_utils import save_figure
+from .matrix_rows import MatrixRows, as_matrix_rows
 from .ranking import held_out_ranking_metrics, split_queries_corpus
 
 
@@ -26,32 +26,40 @@ LEARNING_CURVE_FILE = "learning_curve.png"
 OVERLAP_METRIC = re.compile(r"eval_dim_(?P<dim>\d+)_overlap@(?P<k>\d+)")
 
 
-def split_embeddings(embeddings: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_embeddings(
+    embeddings: np.ndarray | MatrixRows, val_split: float, seed: int
+) -> tuple[MatrixRows, MatrixRows]:
     """Shuffle once with `seed` and hold out `val_split` of the rows for validation.
+
+    Nothing is copied: both parts are [`MatrixRows`] selections (row numbers in order) of the same matrix, which may be
+    memory-mapped and larger than RAM.
 
     Raises:
         `ValueError` when either part is too small: validation needs two rows, training one.
     """
-    order = np.random.default_rng(seed).permutation(len(embeddings))
-    val_size = int(round(len(embeddings) * val_split))
-    train_size = len(embeddings) - val_size
+    rows = as_matrix_rows(embeddings)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    val_size = int(round(len(rows) * val_split))
+    train_size = len(rows) - val_size
     if val_size < 2 or train_size < 1:
         raise ValueError(
-            f"{len(embeddings)} rows are too few for --val_split {val_split}: that leaves {train_size} training rows "
+            f"{len(rows)} rows are too few for --val_split {val_split}: that leaves {train_size} training rows "
             f"and {val_size} validation rows (need at least 1 and 2). Use more rows or another --val_split."
         )
-    return embeddings[np.sort(order[val_size:])], embeddings[np.sort(order[:val_size])]
+    return rows.select(np.sort(order[val_size:])), rows.select(np.sort(order[:val_size]))
 
 
 class EmbeddingRows(torch.utils.data.Dataset):
-    """The rows of a float matrix (in memory or memory-mapped) as a map-style dataset that reads whole batches.
+    """Rows of a float matrix (in memory or memory-mapped) as a map-style dataset that reads whole batches.
 
     The `DataLoader` asks `__getitems__` for all the row numbers of a batch at once: one NumPy gather from the matrix
-    (a memory map reads just those rows) and one tensor, instead of formatting and stacking a row at a time. It works
-    with any sampler the Trainer or Accelerate picks (random, distributed, sharded): they only choose the row numbers.
+    (a memory map reads just those rows, and keeps none of them mapped; see [`MatrixRows`]) and one tensor, instead of
+    formatting and stacking a row at a time. It works with any sampler the Trainer or Accelerate picks (random,
+    distributed, sharded): they only choose the row numbers.
 
     Args:
-        matrix (`np.ndarray` of shape `(rows, dim)`): Teacher embeddings; float32 rows are read as they are.
+        rows (`np.ndarray` of shape `(rows, dim)`, or [`MatrixRows`]): Teacher embeddings, e.g. a part from
+            [`split_embeddings`].
 
     Example:
 
@@ -61,29 +69,21 @@ class EmbeddingRows(torch.utils.data.Dataset):
     torch.Size([2, 4])
     """
 
-    def __init__(self, matrix: np.ndarray) -> None:
-        if matrix.ndim != 2:
-            raise ValueError(f"EmbeddingRows needs a 2-D matrix (rows x dim), got shape {matrix.shape}.")
-        self.matrix = matrix
-        memory_map = getattr(matrix, "_mmap", None)  # np.load(..., mmap_mode="r") of a file larger than RAM
-        if memory_map is not None and hasattr(mmap, "MADV_RANDOM"):
-            # batches read rows in a random order: without this hint the kernel reads ahead around every row, and a
-            # few hundred steps pull the whole file into memory
-            memory_map.madvise(mmap.MADV_RANDOM)
+    def __init__(self, rows: np.ndarray | MatrixRows) -> None:
+        self.rows = as_matrix_rows(rows)
 
     def __len__(self) -> int:
-        return len(self.matrix)
+        return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"embeddings": torch.from_numpy(np.asarray(self.matrix[index], dtype=np.float32))}
+        return {"embeddings": torch.from_numpy(self.rows[[index]][0])}
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         """One batch as a single feature holding a `(len(indices), dim)` tensor (see [`collate_embeddings`])."""
-        rows = np.asarray(self.matrix[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
-        return [{"embeddings": torch.from_numpy(rows)}]
+        return [{"embeddings": torch.from_numpy(self.rows[indices])}]
 
 
-def embeddings_dataset(embeddings: np.ndarray) -> EmbeddingRows:
+def embeddings_dataset(embeddings: np.ndarray | MatrixRows) -> EmbeddingRows:
     """The training or validation rows for the Trainer (see [`EmbeddingRows`])."""
     return EmbeddingRows(embeddings)
 
@@ -133,7 +133,7 @@ class CascadeTrainer(Trainer):
         `embeddings` column), split once per dataset."""
         if self._ranking_rows is None or self._ranking_rows[0] is not dataset:
             if isinstance(dataset, EmbeddingRows):
-                rows = np.asarray(dataset.matrix, dtype=np.float32)
+                rows = dataset.rows
             else:
                 rows = np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
             self._ranking_rows = (dataset, split_queries_corpus(rows, seed=self.args.seed))

@@ -200,6 +200,7 @@ def test_push_to_hub_uploads_the_best_model_with_its_card(tmp_path, embeddings_f
         "configuration_cascade.py",
         "modeling_cascade.py",
         "losses.py",
+        "matrix_rows.py",
         "pca.py",
         "teacher_encoder.py",
         "text_encoding.py",

@@ -136,6 +136,7 @@ def test_save_load_identity_and_automodel(tmp_path):
         "config.json",
         "configuration_cascade.py",
         "losses.py",
+        "matrix_rows.py",
         "model.safetensors",
         "modeling_cascade.py",
         "pca.py",

@@ -24,6 +24,7 @@ TEXTS = ["How do I parse JSON?", "json.loads turns a JSON document into Python o
 CODE_FILES = [
     "configuration_cascade.py",
     "losses.py",
+    "matrix_rows.py",
     "modeling_cascade.py",
     "pca.py",
     "teacher_encoder.py",

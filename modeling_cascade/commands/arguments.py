@@ -189,6 +189,13 @@ class DataArguments:
         default=None,
         metadata={"help": "Pre-generated teacher embeddings (.npy, rows x dim): skips the corpus and the teacher."},
     )
+    memory_map_input: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Read --input_file through a memory map, a batch of rows at a time, instead of loading it into RAM "
+            "(default: when the file is larger than 1 GiB), so a matrix larger than RAM trains."
+        },
+    )
     dataset_name: str | None = field(
         default=None,
         metadata={

@@ -66,9 +66,13 @@ def load_teacher_embeddings(
     """
     if data_args.input_file is not None:
         embeddings = load_embeddings(
-            data_args.input_file, expected_dim=model_args.embedding_dim, expected_by="--embedding_dim"
+            data_args.input_file,
+            expected_dim=model_args.embedding_dim,
+            expected_by="--embedding_dim",
+            memory_map=data_args.memory_map_input,
         )
-        logger.info(f"Loaded embeddings: {embeddings.shape} from {data_args.input_file}")
+        mapped = " (memory-mapped: rows are read as needed)" if isinstance(embeddings, np.memmap) else ""
+        logger.info(f"Loaded embeddings: {embeddings.shape} from {data_args.input_file}{mapped}")
         if model_args.embedding_model is None:
             return embeddings, {}
         teacher_name = resolve_teacher_name(model_args.embedding_model, model_args.embedding_model_revision)

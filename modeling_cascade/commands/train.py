@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import numpy as np
 import transformers
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -26,6 +25,7 @@ from ..file_utils import (
     atomic_path,
 )
 from ..hub import prepare_hub_push, push_model_folder, push_sentence_transformers, sentence_transformer_repo_ids
+from ..matrix_rows import MatrixRows
 from ..modelcard import save_model_card
 from ..modelcard_callback import ModelCardCallback, card_step
 from ..modeling_cascade import check_cascade_folder
@@ -165,7 +165,7 @@ def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
 
 
 def build_model(
-    model_args: ModelArguments, input_dim: int, train_embeddings: np.ndarray, teacher: dict | None = None
+    model_args: ModelArguments, input_dim: int, train_embeddings: MatrixRows, teacher: dict | None = None
 ) -> CascadeModel:
     """Build the cascade for an `input_dim` teacher and start every head at the PCA of the training rows.
 
@@ -234,8 +234,8 @@ def save_model_cards(
     trainer: Trainer,
     best_model: CascadeModel,
     best_results: EvaluationResults,
-    train_embeddings: np.ndarray,
-    val_embeddings: np.ndarray,
+    train_embeddings: MatrixRows,
+    val_embeddings: MatrixRows,
 ) -> None:
     """Write the model cards of `best_model/` and `final_model/` again, now with the learning curve and each model's
     own per-dim results; a failure is logged as a warning and the models stay as saved."""
