@@ -2,7 +2,8 @@
 
 `--epochs` and `--train_batch_size` are aliases of the Trainer's `--num_train_epochs` and
 `--per_device_train_batch_size` (the names our users know from the guide); every other `TrainingArguments` flag works
-as usual, with defaults suited to training small heads (evaluate and save each epoch, keep the best).
+as usual, with defaults suited to training small heads: evaluate and save each epoch and keep the best, on a schedule
+that fits the corpus size (see [`modeling_cascade.schedule`]).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from transformers.utils import logging
 
 from ..configuration_cascade import HEAD_TYPES, STRATEGIES
 from ..data import COLLECTIONS, COMMON_CORPUS, DEFAULT_SHUFFLE_BUFFER_SIZE, PYTHON_DOCS
 from ..embeddings import SHARD_SIZE
+from ..schedule import DEFAULT_EPOCHS, EPOCH_SCHEDULE_ROWS, step_schedule
 from ..teacher import DEFAULT_TEACHER, OFFLINE_TEACHER
 from .cli_utils import split_list
 
@@ -24,6 +27,8 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_TARGET_DIMS = "768,512,256,128,64,32"
 DEFAULT_TRAIN_BATCH_SIZE = 1024
+# Evaluations without a better --early_stopping_metric before a run on the step schedule stops.
+DEFAULT_EARLY_STOPPING_PATIENCE = 10
 
 
 def parse_target_dims(text: str) -> list[int]:
@@ -282,8 +287,13 @@ class CascadeTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Start over in an output_dir that holds a finished run (its models and checkpoints go)."},
     )
-    num_train_epochs: float = field(
-        default=60.0, metadata={"help": "Number of training epochs.", "aliases": ["--epochs"]}
+    num_train_epochs: float | None = field(
+        default=None,
+        metadata={
+            "help": f"Number of training epochs (default {DEFAULT_EPOCHS} up to {EPOCH_SCHEDULE_ROWS:,} training rows; "
+            "past that, a budget of steps that grows with the square root of the rows: see docs/training.md).",
+            "aliases": ["--epochs"],
+        },
     )
     per_device_train_batch_size: int | None = field(
         default=None,
@@ -306,6 +316,21 @@ class CascadeTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="eval_loss", metadata={"help": "Metric that selects best_model/."}
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without a better --early_stopping_metric; 0: never (default "
+            f"{DEFAULT_EARLY_STOPPING_PATIENCE} on the step schedule of a corpus past {EPOCH_SCHEDULE_ROWS:,} "
+            "training rows, 0 otherwise)."
+        },
+    )
+    early_stopping_metric: str = field(
+        default="overlap@10",
+        metadata={
+            "help": "Metric that early stopping watches: a ranking metric averaged over the dims (overlap@10, "
+            "full_ranking_ndcg@10), one dim's (dim_64_overlap@10), or loss."
+        },
+    )
     ddp_find_unused_parameters: bool | None = field(
         default=False,
         metadata={"help": "DDP: look for parameters without gradients (none: every head takes part in every step)."},
@@ -325,6 +350,12 @@ class CascadeTrainingArguments(TrainingArguments):
             # Say so to the Trainer: --bf16 then runs on the CPU, and processes started by torchrun / accelerate launch
             # join one gloo group instead of each training alone.
             self.use_cpu = True
+        # Whether the schedule is ours to choose (see fit_schedule_to): neither --epochs nor --max_steps was given.
+        self.schedule_is_default = self.num_train_epochs is None and self.max_steps <= 0
+        if self.num_train_epochs is None:
+            self.num_train_epochs = float(DEFAULT_EPOCHS)
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ValueError(f"--early_stopping_patience must be 0 (off) or more, got {self.early_stopping_patience}.")
         # Whether the batch size is ours to choose: the default is capped to the training rows of a small corpus.
         self.train_batch_size_is_default = self.per_device_train_batch_size is None
         if self.train_batch_size_is_default:
@@ -363,6 +394,42 @@ class CascadeTrainingArguments(TrainingArguments):
         if self.per_device_eval_batch_size == batch_size:
             self.per_device_eval_batch_size = train_rows
         self.per_device_train_batch_size = train_rows
+
+    def fit_schedule_to(self, train_rows: int) -> None:
+        """Put a run with the default schedule on a corpus of more than 50,000 `train_rows` on the step schedule of
+        [`modeling_cascade.schedule.step_schedule`]: `max_steps` for its budget of rows seen, evaluation, checkpoint
+        and log line every `interval` steps instead of every epoch (unless set otherwise), and early stopping after
+        10 evaluations without progress (unless `--early_stopping_patience` says otherwise).
+
+        Call after [`fit_batch_size_to`]; it changes nothing when `--epochs` or `--max_steps` was given.
+        """
+        rows_per_step = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+        schedule = step_schedule(train_rows, rows_per_step) if self.schedule_is_default else None
+        if schedule is None:
+            if self.early_stopping_patience is None:
+                self.early_stopping_patience = 0
+            return
+        self.max_steps = schedule.max_steps
+        if self.eval_strategy == IntervalStrategy.EPOCH:
+            self.eval_strategy, self.eval_steps = IntervalStrategy.STEPS, schedule.interval
+        if self.save_strategy == SaveStrategy.EPOCH:
+            self.save_strategy, self.save_steps = SaveStrategy.STEPS, schedule.interval
+        if self.logging_strategy == IntervalStrategy.EPOCH:
+            self.logging_strategy, self.logging_steps = IntervalStrategy.STEPS, schedule.interval
+        if self.early_stopping_patience is None:
+            self.early_stopping_patience = DEFAULT_EARLY_STOPPING_PATIENCE
+        stopping = (
+            f", stopping early after {self.early_stopping_patience} evaluations without a better "
+            f"{self.early_stopping_metric}"
+            if self.early_stopping_patience
+            else ""
+        )
+        logger.info(
+            f"Training schedule: {schedule.max_steps:,} steps of {rows_per_step:,} rows "
+            f"({schedule.max_steps * rows_per_step / train_rows:.1f} epochs of {train_rows:,} training rows), "
+            f"evaluation and checkpoint every {schedule.interval:,} step{'s' if schedule.interval > 1 else ''}{stopping} (the default past "
+            f"{EPOCH_SCHEDULE_ROWS:,} training rows; --epochs or --max_steps sets another)."
+        )
 
 
 @dataclass

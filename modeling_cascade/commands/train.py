@@ -50,6 +50,7 @@ from ..trainer import (
     CascadeTrainer,
     EpochLogCallback,
     LossHistory,
+    RankingEarlyStoppingCallback,
     embeddings_dataset,
     split_embeddings,
 )
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_embeddings, val_embeddings = split_embeddings(embeddings, data_args.val_split, training_args.seed)
     logger.info(f"Split: {len(train_embeddings)} training rows, {len(val_embeddings)} validation rows")
     training_args.fit_batch_size_to(len(train_embeddings))
+    training_args.fit_schedule_to(len(train_embeddings))
 
     set_seed(training_args.seed)
     model = build_model(model_args, embeddings.shape[1], train_embeddings, teacher)
@@ -317,12 +319,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     record_run_facts(model.model_card_data, model_args, data_args, training_args, card_args, hub_repo_id)
     if training_args.push_sentence_transformers:
         model.model_card_data.sentence_transformer_repos = sentence_transformer_repo_ids(hub_repo_id, model.config)
+    callbacks = [EpochLogCallback(), ModelCardCallback(), RunFingerprintCallback(fingerprint)]
+    if training_args.early_stopping_patience:
+        early_stopping = RankingEarlyStoppingCallback(
+            training_args.early_stopping_patience, training_args.early_stopping_metric
+        )
+        if checkpoint is not None:
+            early_stopping.restore(checkpoint)
+        callbacks.append(early_stopping)
     trainer = CascadeTrainer(
         model=model,
         args=training_args,
         train_dataset=embeddings_dataset(train_embeddings),
         eval_dataset=embeddings_dataset(val_embeddings),
-        callbacks=[EpochLogCallback(), ModelCardCallback(), RunFingerprintCallback(fingerprint)],
+        callbacks=callbacks,
     )
 
     logger.info("Starting training...")
