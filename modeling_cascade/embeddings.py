@@ -15,6 +15,11 @@ Under `accelerate launch` or `torchrun` the processes embed different shards at 
 after another; each round is gathered to every process over `torch.distributed`, and only the main process reads and
 writes the cache (no shared file system needed) and logs. A complete cache is reused whatever the number of processes
 (or shard size) that wrote it, and a killed run resumes from its finished shards with any number of processes.
+
+A corpus whose embeddings would not fit comfortably in RAM (`memory_map=True`, or `None` above 1 GiB on one machine)
+is assembled on disk instead, into one `.npy` matrix in corpus order in the same cache folder (written atomically; the
+shards it replaces are then deleted), and every process gets that file's read-only memory map, which the training path
+reads a batch of rows at a time ([`~matrix_rows.MatrixRows`]). A later run, in either mode, reads the matrix.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +44,7 @@ from datasets.fingerprint import Hasher
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from transformers.utils import logging
 
-from .file_utils import atomic_path
+from .file_utils import MEMORY_MAP_BYTES, atomic_path, load_embeddings
 from .teacher import Teacher
 
 
@@ -49,6 +55,8 @@ SHARD_SIZE = 10_000
 EMBEDDINGS_CACHE_SUBDIR = "modeling_cascade_embeddings"
 SHARD_FILE = "shard-{index:05d}-of-{count:05d}.arrow"
 SHARD_FILE_PATTERN = re.compile(r"^shard-(\d{5})-of-(\d{5})\.arrow$")
+# The whole matrix in corpus order, for memory-mapped reading (see the module docstring).
+MATRIX_FILE = "embeddings.npy"
 # Part of the cache key: how rows are dealt into shard files (earlier caches cut the sorted rows into contiguous runs).
 SHARD_LAYOUT = "strided"
 
@@ -236,6 +244,15 @@ def _gather_round(part: np.ndarray, rows: list[int], state: PartialState) -> lis
     return [gathered[process, :count] for process, count in enumerate(rows)]
 
 
+def _resolve_memory_map(memory_map: bool | None, num_rows: int, dim: int, state: PartialState) -> bool:
+    """`memory_map`, or for `None`: whether the matrix exceeds 1 GiB and every process is on this machine (the others
+    open the file the main process writes, so they must see the same disk)."""
+    if memory_map is not None:
+        return memory_map
+    one_machine = state.num_processes == int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+    return num_rows * dim * 4 > MEMORY_MAP_BYTES and one_machine
+
+
 def compute_teacher_embeddings(
     dataset: datasets.Dataset,
     teacher: Teacher,
@@ -244,6 +261,7 @@ def compute_teacher_embeddings(
     batch_size: int = 32,
     cache_dir: str | Path | None = None,
     shard_size: int = SHARD_SIZE,
+    memory_map: bool | None = False,
 ) -> np.ndarray:
     """Embed every text of `dataset` with `teacher`, reusing the on-disk cache when the inputs are the same.
 
@@ -259,9 +277,13 @@ def compute_teacher_embeddings(
         cache_dir (`str` or `Path`, *optional*): Cache root, as for `datasets` (see [`embeddings_cache_dir`]).
         shard_size (`int`, defaults to `SHARD_SIZE`): Most texts per cached shard: what a killed run can lose, and the
             unit of work shared out between processes.
+        memory_map (`bool`, *optional*, defaults to `False`): Assemble the matrix in a `.npy` file of the cache and
+            return its read-only memory map, so no process holds it in RAM; `None` does so above 1 GiB when every
+            process runs on this machine. With several machines, the cache must then be on a shared file system.
 
     Returns:
-        `np.ndarray` of shape `(len(dataset), teacher.dim)`, float32, L2-normalised, in corpus order.
+        `np.ndarray` (or a read-only `np.memmap`) of shape `(len(dataset), teacher.dim)`, float32, L2-normalised, in
+        corpus order.
 
     Example:
 
@@ -276,6 +298,18 @@ def compute_teacher_embeddings(
     texts = dataset.select_columns([text_column]).select(order, keep_in_memory=True)
     num_rows, dim = texts.num_rows, teacher.dim
     default_count = shard_count(num_rows, shard_size, state.num_processes)
+    memory_map = _resolve_memory_map(memory_map, num_rows, dim, state)
+    matrix_path = cache / MATRIX_FILE
+    if matrix_path.is_file():  # assembled by an earlier memory-mapped run: every process reads it
+        if state.is_main_process:
+            logger.info(f"Loading cached teacher embeddings from {matrix_path}")
+        matrix = load_embeddings(matrix_path, expected_dim=dim, expected_by="the teacher", memory_map=memory_map)
+        if len(matrix) != num_rows:
+            raise ValueError(
+                f"The cached {matrix_path} holds {len(matrix)} rows, but the corpus has {num_rows}: delete it to "
+                "embed the corpus again."
+            )
+        return matrix
 
     # The main process reads the cache and tells the others which shards are done.
     count, cached = _cached_shards(cache, default_count, num_rows, dim) if state.is_main_process else (0, {})
@@ -303,29 +337,50 @@ def compute_teacher_embeddings(
                 f"Embedding {num_rows} documents in {count} shard(s) on {state.num_processes} process(es); cache: {cache}"
             )
 
-    embeddings = np.empty((num_rows, dim), dtype=np.float32)
-    for index in range(count):
-        if done[index]:
-            shard = cached.pop(index, None)
-            shard = shard if shard is not None else np.empty((shard_rows(index), dim), dtype=np.float32)
-            embeddings[order[index::count]] = _broadcast_matrix(shard, state)
+    def fill(embeddings: np.ndarray | None) -> None:
+        """Put every shard's rows in corpus order into `embeddings` (`None`: this process only embeds its shares),
+        from the cache or embedded round by round over the processes; the main process writes each new shard."""
+        for index in range(count):
+            if done[index] and embeddings is not None:
+                shard = cached.pop(index, None)
+                if not memory_map:  # every process takes part in the broadcast of the main process's shard
+                    shard = shard if shard is not None else np.empty((shard_rows(index), dim), dtype=np.float32)
+                    shard = _broadcast_matrix(shard, state)
+                embeddings[order[index::count]] = shard
+        for start in range(0, len(missing), state.num_processes):
+            round_shards = missing[start : start + state.num_processes]
+            mine = round_shards[state.process_index] if state.process_index < len(round_shards) else None
+            part = np.zeros((0, dim), dtype=np.float32)
+            if mine is not None:
+                desc = "Generating embeddings" + (f" (shard {mine + 1}/{count})" if count > 1 else "")
+                shard = texts.shard(num_shards=count, index=mine, contiguous=False, keep_in_memory=True)
+                with _progress_bars(state.is_main_process):
+                    part = _embed_shard(shard, teacher, text_column, prefix, batch_size, f"{fingerprint}-{mine}", desc)
+            rows = [shard_rows(index) for index in round_shards] + [0] * (state.num_processes - len(round_shards))
+            parts = _gather_round(part, rows, state)[: len(round_shards)]
+            for index, shard_embeddings in zip(round_shards, parts, strict=True):
+                if embeddings is not None:
+                    embeddings[order[index::count]] = shard_embeddings
+                if state.is_main_process:
+                    _write_shard(shard_path(index), shard_embeddings)
 
-    for start in range(0, len(missing), state.num_processes):
-        round_shards = missing[start : start + state.num_processes]
-        mine = round_shards[state.process_index] if state.process_index < len(round_shards) else None
-        part = np.zeros((0, dim), dtype=np.float32)
-        if mine is not None:
-            desc = "Generating embeddings" + (f" (shard {mine + 1}/{count})" if count > 1 else "")
-            shard = texts.shard(num_shards=count, index=mine, contiguous=False, keep_in_memory=True)
-            with _progress_bars(state.is_main_process):
-                part = _embed_shard(shard, teacher, text_column, prefix, batch_size, f"{fingerprint}-{mine}", desc)
-        rows = [shard_rows(index) for index in round_shards] + [0] * (state.num_processes - len(round_shards))
-        parts = _gather_round(part, rows, state)[: len(round_shards)]
-        for index, shard_embeddings in zip(round_shards, parts, strict=True):
-            embeddings[order[index::count]] = shard_embeddings
-            if state.is_main_process:
-                _write_shard(shard_path(index), shard_embeddings)
-    return embeddings
+    if not memory_map:
+        embeddings = np.empty((num_rows, dim), dtype=np.float32)
+        fill(embeddings)
+        return embeddings
+    if state.is_main_process:  # assembled on disk, then renamed into place; the shards it holds are then deleted
+        with atomic_path(matrix_path) as temporary:
+            matrix = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(num_rows, dim))
+            fill(matrix)
+            matrix.flush()
+            del matrix  # closes the map before the rename
+        for index in range(count):
+            shard_path(index).unlink(missing_ok=True)
+        logger.info(f"Assembled the teacher embeddings in {matrix_path} (memory-mapped: rows are read as needed)")
+    else:
+        fill(None)
+    state.wait_for_everyone()
+    return load_embeddings(matrix_path, expected_dim=dim, expected_by="the teacher", memory_map=True)
 
 
 def check_embedding_dim(teacher: Teacher, expected_dim: int | None) -> None:

@@ -101,6 +101,43 @@ def test_shards_are_gathered_in_order_and_resumed(corpus, teacher, tmp_path, cap
     assert f"Ignoring cached embedding shard {shards[2]}: unreadable" in caplog.text
 
 
+def test_memory_mapped_cache_resumes_then_serves_both_modes(corpus, teacher, tmp_path, caplog):
+    """A corpus too large for RAM: the shards are assembled into one .npy in the cache, read through a memory map."""
+    caplog.set_level("INFO", logger="modeling_cascade")
+    in_memory = compute_teacher_embeddings(corpus, teacher, cache_dir=tmp_path / "ram", shard_size=50)
+    counting = CountingTeacher(teacher)
+    compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "map", shard_size=50)
+    shards = sorted((tmp_path / "map").rglob("shard-*.arrow"))
+    shards[1].unlink()  # killed while embedding the second shard: the memory-mapped run resumes from the others
+    counting.texts = 0
+    mapped = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "map", shard_size=50, memory_map=True)
+    assert counting.texts == 40
+    assert isinstance(mapped, np.memmap) and mapped.mode == "r"
+    np.testing.assert_array_equal(mapped, in_memory)
+    matrix = next((tmp_path / "map").rglob(embeddings_module.MATRIX_FILE))
+    assert not list((tmp_path / "map").rglob("shard-*.arrow")), "the matrix replaces the shards it holds"
+    assert not list(matrix.parent.glob(".*.tmp"))
+    assert f"Assembled the teacher embeddings in {matrix}" in caplog.text
+
+    counting.texts = 0  # a later run in either mode reads the matrix
+    again = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "map", memory_map=True)
+    loaded = compute_teacher_embeddings(corpus, counting, cache_dir=tmp_path / "map")
+    assert counting.texts == 0 and not isinstance(loaded, np.memmap)
+    np.testing.assert_array_equal(again, in_memory)
+    np.testing.assert_array_equal(loaded, in_memory)
+
+
+def test_memory_map_default_follows_size(monkeypatch):
+    from accelerate import PartialState
+
+    state = PartialState()
+    assert not embeddings_module._resolve_memory_map(None, 1000, 768, state)
+    assert embeddings_module._resolve_memory_map(None, 400_000, 768, state)  # 1.14 GiB of float32
+    assert not embeddings_module._resolve_memory_map(False, 400_000, 768, state)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "0")  # processes on other machines may not see this cache
+    assert not embeddings_module._resolve_memory_map(None, 400_000, 768, state)
+
+
 def test_shard_count():
     assert [embeddings_module.shard_count(rows, 100) for rows in (1, 100, 101, 1000)] == [1, 1, 2, 10]
     assert [embeddings_module.shard_count(rows, 100, num_processes=4) for rows in (2, 100, 401)] == [2, 4, 8]

@@ -57,6 +57,15 @@ def test_corpus_to_cascade(common_corpus_sample, tiny_teacher_dir, tmp_path, cap
     assert "Loading cached teacher embeddings" in caplog.text
     np.testing.assert_array_equal(load_embeddings(saved), embeddings)
 
+    # A corpus too large for RAM: its cached embeddings are assembled into one .npy and read a batch at a time,
+    # and the run trains to the same weights.
+    caplog.clear()
+    run(tmp_path, *flags, "--memory_map_input", "true", output="mapped")
+    assert "(memory-mapped: rows are read as needed)" in caplog.text
+    weights = [CascadeModel.from_pretrained(tmp_path / name / "best_model").state_dict() for name in ("out", "mapped")]
+    for name, tensor in weights[0].items():
+        np.testing.assert_array_equal(tensor.numpy(), weights[1][name].numpy(), err_msg=name)
+
 
 def test_150_documents_train_with_the_default_batch(tiny_teacher_dir, tmp_path, caplog):
     """--num_samples 150 trains as is: the default batch (1,024) is capped to the 135 training rows."""

@@ -197,8 +197,9 @@ class DataArguments:
     memory_map_input: bool | None = field(
         default=None,
         metadata={
-            "help": "Read --input_file through a memory map, a batch of rows at a time, instead of loading it into RAM "
-            "(default: when the file is larger than 1 GiB), so a matrix larger than RAM trains."
+            "help": "Read --input_file, or the cached embeddings of a corpus (assembled into one .npy in the cache), a "
+            "batch of rows at a time instead of loading them into RAM (default: above 1 GiB), so a matrix larger than "
+            "RAM trains."
         },
     )
     dataset_name: str | None = field(

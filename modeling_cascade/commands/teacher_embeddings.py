@@ -113,6 +113,7 @@ def load_teacher_embeddings(
         batch_size=model_args.batch_size,
         cache_dir=data_args.cache_dir,
         shard_size=data_args.embedding_shard_size,
+        memory_map=data_args.memory_map_input,
     )
     logger.info(f"Generated embeddings: {embeddings.shape}")
     if data_args.save_embeddings is not None and training_args.should_save:
