@@ -107,8 +107,11 @@ class CascadeModelCardData(CardData):
         hyperparameters (`dict[str, Any]`): Arguments that differ from the defaults.
         training_log (`list[dict[str, Any]]`): One row per evaluated epoch: `epoch`, `step`, `training_loss`,
             `validation_loss`.
-        best_step (`int`, *optional*): Global step of the lowest validation loss.
-        model_step (`int`, *optional*): Global step whose weights the card's folder holds (its row is bold).
+        best_step (`int`, *optional*): Global step of the best evaluation (by `--metric_for_best_model`).
+        model_step (`int`, *optional*): Global step whose weights the card's folder holds (its row is bold); `None`
+            when each head comes from its own evaluation (`head_selection`).
+        head_selection (`dict[str, Any]`, *optional*): Per-head selection: `metric`, `joint` and per dim the `step`,
+            `epoch` and validation `value` its weights come from (step 0: the PCA start).
         training_runtime (`float`, *optional*): Seconds the training took.
         evaluation (`dict[str, Any]`, *optional*): `EvaluationResults.to_dict()` of this model.
         sentence_transformer_repos (`dict[int, str]`): Hub repos of the dims published as plain sentence-transformers
@@ -142,6 +145,7 @@ class CascadeModelCardData(CardData):
     training_log: list[dict[str, Any]] = field(default_factory=list)
     best_step: int | None = None
     model_step: int | None = None
+    head_selection: dict[str, Any] | None = None
     training_runtime: float | None = None
     evaluation: dict[str, Any] | None = None
     sentence_transformer_repos: dict[int, str] = field(default_factory=dict)
@@ -293,11 +297,28 @@ class CascadeModelCardData(CardData):
             "training_log": self._training_log_table(),
             "saved_epoch": self._saved_row(),
             "saved_is_best": self.model_step == self.best_step,
+            "head_selection": self._head_selection(),
             "training_runtime": _format_duration(self.training_runtime) if self.training_runtime else None,
             "images": {name: name in images for name in CARD_IMAGES},
             "framework_versions": self.framework_versions,
             "sentence_transformer_repos": self.sentence_transformer_repos,
             "nested": self.cascade.get("strategy") == "nested",
+        }
+
+    def _head_selection(self) -> dict[str, Any] | None:
+        """The per-head selection as a sentence's metric and a Markdown table (dim, where its weights come from)."""
+        if not self.head_selection:
+            return None
+        rows = []
+        for dim, info in sorted(self.head_selection["heads"].items(), key=lambda item: -int(item[0])):
+            source = (
+                "PCA start" if info["step"] == 0 else f"epoch {_format_epoch(info['epoch'])} (step {info['step']})"
+            )
+            rows.append({"dims": str(dim), "weights from": source, "validation": f"{info['value']:.4f}"})
+        return {
+            "metric": self.head_selection["metric"],
+            "joint": self.head_selection["joint"],
+            "table": make_markdown_table(rows).rstrip(),
         }
 
     def _saved_row(self) -> str | None:

@@ -26,6 +26,7 @@ logger = logging.get_logger(__name__)
 
 LEARNING_CURVE_FILE = "learning_curve.png"
 OVERLAP_METRIC = re.compile(r"eval_dim_(?P<dim>\d+)_overlap@(?P<k>\d+)")
+PER_DIM_METRIC = re.compile(r"dim_(?P<dim>\d+)_(?P<metric>.+)")
 # Validation rows at most: past 500,000 rows (at --val_split 0.1) the rest trains. The validation loss of 50,000 rows
 # is as steady as of more, and each evaluation reads them all.
 MAX_VAL_ROWS = 50_000
@@ -112,7 +113,8 @@ class CascadeTrainer(Trainer):
 
     The evaluation rows are split once (with `args.seed`) into queries and the corpus they are searched against (as
     in `evaluate_cascade`); per target dim the metrics are `eval_dim_<dim>_overlap@<k>` (the share of the teacher's
-    top k found at that dim), `eval_dim_<dim>_full_ranking_ndcg@<k>` and `eval_dim_<dim>_mse`. They land in
+    top k found at that dim), `eval_dim_<dim>_full_ranking_ndcg@<k>` and `eval_dim_<dim>_mse`, and each one's mean over
+    the dims (`eval_overlap@<k>`, ...). They land in
     `log_history`, reach every `report_to` integration and can be the `metric_for_best_model` (e.g.
     `dim_64_overlap@10`).
 
@@ -156,6 +158,9 @@ class CascadeTrainer(Trainer):
         if self.args.world_size > 1:
             metrics = broadcast_object_list([metrics])[0]
         output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        for name in {match["metric"] for key in metrics if (match := PER_DIM_METRIC.fullmatch(key))}:
+            per_dim = [value for key, value in metrics.items() if key.endswith(f"_{name}") and key.startswith("dim_")]
+            output.metrics[f"{metric_key_prefix}_{name}"] = float(np.mean(per_dim))  # e.g. eval_overlap@10
         return output
 
 

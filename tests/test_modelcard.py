@@ -83,7 +83,15 @@ def test_tiny_run_writes_a_card_per_model_folder(tmp_path, embeddings_file):
         assert ModelCard(str(card)).data.to_dict() == metadata
 
     best_card = ModelCard.load(out / "best_model" / "README.md")
-    assert "(the lowest validation loss)" in best_card.text
+    assert "Each head comes from the evaluation with its best validation overlap@10, the PCA start included" in (
+        best_card.text
+    )
+    selected = json.loads((out / "all_results.json").read_text())
+    for dim in (256, 64, 16):  # the card's table names where each head's weights come from, as all_results.json does
+        step = selected[f"dim_{dim}_selected_step"]
+        source = "PCA start" if step == 0 else rf"epoch [\d.]+ \(step {step}\)"
+        assert re.search(rf"\| {dim} +\| {source} ", best_card.text), dim
+    assert "(the last epoch)" in ModelCard.load(out / "final_model" / "README.md").text
     evaluation = json.loads((out / "eval_results.json").read_text())  # the run's evaluation of best_model/
     overlap = {
         r.metric_args["dim"]: r.metric_value for r in best_card.data.eval_results if r.metric_type == "overlap@10"

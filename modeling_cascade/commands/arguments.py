@@ -315,7 +315,20 @@ class CascadeTrainingArguments(TrainingArguments):
         default=2, metadata={"help": "Checkpoints kept, the best and the newest among them (older ones are deleted)."}
     )
     metric_for_best_model: str | None = field(
-        default="eval_loss", metadata={"help": "Metric that selects best_model/."}
+        default="overlap@10",
+        metadata={
+            "help": "Validation metric that selects best_model/: a ranking metric every dim reports (overlap@10, "
+            "full_ranking_ndcg@10) takes each head from its own best evaluation, its PCA start included (see "
+            "--per_head_selection); loss, or one dim's metric (dim_64_overlap@10), picks one checkpoint for all heads."
+        },
+    )
+    per_head_selection: bool = field(
+        default=True,
+        metadata={
+            "help": "Take each head of best_model/ from the evaluation (the PCA start included) with its best "
+            "--metric_for_best_model; chained and nested heads, which depend on each other, move together. False: "
+            "best_model/ is the best checkpoint by the mean over the dims."
+        },
     )
     early_stopping_patience: int | None = field(
         default=None,

@@ -24,6 +24,7 @@ from ..file_utils import (
     atomic_directory,
     atomic_path,
 )
+from ..head_selection import SELECTION_METRICS, HeadSelectionCallback
 from ..hub import prepare_hub_push, push_model_folder, push_sentence_transformers, sentence_transformer_repo_ids
 from ..matrix_rows import MatrixRows
 from ..modelcard import save_model_card
@@ -205,9 +206,23 @@ def kl_temperatures(model_args: ModelArguments, target_dims: list[int]) -> list[
     return None if by_dim is None else [by_dim[dim] for dim in target_dims]
 
 
-def save_models(trainer: Trainer, output_dir: str) -> CascadeModel | None:
-    """Write `final_model/` (the model after the last epoch) and `best_model/` (the best checkpoint's), each with its
-    model card, as safetensors; a kill leaves no half-saved folder.
+def head_selection_callback(
+    training_args: CascadeTrainingArguments, config: CascadeConfig
+) -> HeadSelectionCallback | None:
+    """The per-head selection of `best_model/`, or `None` when it is off (`--per_head_selection false`, a
+    `--metric_for_best_model` that not every dim reports, or no evaluations)."""
+    metric = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    if not training_args.per_head_selection or metric not in SELECTION_METRICS or training_args.eval_strategy == "no":
+        return None
+    return HeadSelectionCallback(config.target_dims, metric, joint=config.strategy != "direct")
+
+
+def save_models(
+    trainer: Trainer, output_dir: str, selection: HeadSelectionCallback | None = None
+) -> CascadeModel | None:
+    """Write `final_model/` (the model after the last epoch) and `best_model/` (each head at its own best evaluation
+    when `selection` is given, else the best checkpoint's), each with its model card, as safetensors; a kill leaves no
+    half-saved folder.
 
     Returns:
         The best model on the main process, `None` on the others.
@@ -218,7 +233,20 @@ def save_models(trainer: Trainer, output_dir: str) -> CascadeModel | None:
         trainer.model.save_pretrained(folder)
     best_checkpoint = trainer.state.best_model_checkpoint
     best_model = trainer.model
-    if best_checkpoint:
+    if selection is not None and selection.weights:
+        best_model = copy.deepcopy(trainer.model)
+        selection.apply(best_model)
+        best_checkpoint = "each head's best evaluation"
+        chosen = selection.selection()
+        for dim, info in chosen.items():
+            source = info["source"] if info["step"] == 0 else f"epoch {info['epoch']:.2f} (step {info['step']})"
+            logger.info(f"Head {dim}: {source}, validation {selection.metric} {info['value']:.4f}")
+        with card_step("record the head selection in best_model/'s card"):
+            best_model.model_card_data = copy.deepcopy(trainer.model.model_card_data)
+            best_model.model_card_data.model_step = None
+            best_model.model_card_data.head_selection = {"metric": selection.metric, "joint": selection.joint,
+                                                         "heads": chosen}  # fmt: skip
+    elif best_checkpoint:
         best_model = CascadeModel.from_pretrained(best_checkpoint)
         with card_step("copy the card facts to best_model/"):
             best_model.model_card_data = copy.deepcopy(trainer.model.model_card_data)
@@ -320,6 +348,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.push_sentence_transformers:
         model.model_card_data.sentence_transformer_repos = sentence_transformer_repo_ids(hub_repo_id, model.config)
     callbacks = [EpochLogCallback(), ModelCardCallback(), RunFingerprintCallback(fingerprint)]
+    selection = head_selection_callback(training_args, model.config)
+    if selection is not None:
+        if checkpoint is not None:
+            selection.restore(checkpoint)
+        callbacks.append(selection)
     if training_args.early_stopping_patience:
         early_stopping = RankingEarlyStoppingCallback(
             training_args.early_stopping_patience, training_args.early_stopping_metric
@@ -335,6 +368,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         callbacks=callbacks,
     )
 
+    # The PCA start competes in each head's selection: evaluated at step 0 (a resumed run has that evaluation already).
+    if selection is not None and checkpoint is None:
+        training_args.eval_on_start = True
     logger.info("Starting training...")
     resumed_step = checkpoint_step(checkpoint)
     try:
@@ -346,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"Checkpoint {checkpoint!r} holds a state file that a Trainer checkpoint never holds ({reason}); it was not "
             "loaded. Resume from your own checkpoint, or pass --overwrite_output_dir to start over."
         ) from None
-    best_model = save_models(trainer, training_args.output_dir)
+    best_model = save_models(trainer, training_args.output_dir, selection)
     history = LossHistory.from_log_history(trainer.state.log_history)
 
     metrics = dict(train_result.metrics)
@@ -362,6 +398,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results.plot(training_args.output_dir)
         metrics.update(history.summary())
         metrics.update(results.flat_metrics())
+        if selection is not None:
+            metrics.update({f"dim_{dim}_selected_step": info["step"] for dim, info in selection.selection().items()})
         with atomic_path(os.path.join(training_args.output_dir, ALL_RESULTS_FILE)) as temporary:
             temporary.write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n")  # as Trainer.save_metrics
         save_model_cards(trainer, best_model, results, train_embeddings, val_embeddings)
