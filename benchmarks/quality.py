@@ -127,7 +127,9 @@ def cranfield_embeddings(data: BeirDataset, teacher: str) -> tuple[np.ndarray, n
     """
     from modeling_cascade.teacher import Teacher, resolve_teacher_name
 
-    texts = {"corpus": data.documents(), "queries": data.query_texts}
+    # Cranfield holds a document without title or text; the teacher refuses empty texts, so it is embedded as a word.
+    documents = [text if text.strip() else "empty" for text in data.documents()]
+    texts = {"corpus": documents, "queries": data.query_texts}
     paths = {part: CACHE_DIR / f"cranfield_{part}_{CRANFIELD_NAMES[teacher]}.npy" for part in texts}
     embeddings, model = {}, None
     for part, part_texts in texts.items():

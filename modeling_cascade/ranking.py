@@ -1,8 +1,10 @@
 """How much of the teacher's ranking each cascade dim keeps, side by side with PCA and truncation on the same rows.
 
 Queries are searched against a corpus at full dim (the reference) and at every reduced dim; the metrics in
-`modeling_cascade.metrics` compare the two. Baselines are fitted on training rows only, and queries and corpus are
-always held-out rows, so no method is scored on rows it was fitted on.
+`modeling_cascade.metrics` compare the two. A trained cascade is validated as a search index uses it
+([`split_queries_corpus`]): held-out rows, never trained on, are the queries, and they are searched against the corpus
+the index holds, the training rows included. The PCA baselines are fitted on the same training rows as the heads'
+start, so every method has seen the corpus and none has seen the queries.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ logger = logging.get_logger(__name__)
 
 EVAL_RESULTS_FILE = "eval_results.json"
 DIMS_TRADEOFF_FILE = "dims_tradeoff.png"
-MAX_EVAL_ROWS = 2000
-QUERY_FRACTION = 0.2
+# Bounds on the cost of an evaluation, whatever the corpus size: held-out queries, and corpus rows searched.
+MAX_QUERIES = 500
+MAX_CORPUS_ROWS = 20_000
+SEARCH_PROTOCOL = "held-out rows searched against the training corpus"
 METHOD_LABELS = {
     "cascade": "cascade",
     "pca": "PCA (uncentred)",
@@ -77,21 +81,34 @@ def build_projections(
 
 
 def split_queries_corpus(
-    embeddings: np.ndarray | MatrixRows,
+    train_embeddings: np.ndarray | MatrixRows,
+    val_embeddings: np.ndarray | MatrixRows,
     seed: int = 0,
-    query_fraction: float = QUERY_FRACTION,
-    max_rows: int = MAX_EVAL_ROWS,
+    max_queries: int = MAX_QUERIES,
+    max_corpus_rows: int = MAX_CORPUS_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split held-out rows into queries and a corpus they are searched against (at most `max_rows` in all).
+    """The validation protocol of a search index: held-out rows (at most `max_queries`) are the queries, searched
+    against the corpus an index would hold, the training rows and the other held-out rows (a uniform sample of at most
+    `max_corpus_rows` of them), never a query row itself.
 
     Raises:
-        `ValueError` when fewer than 2 rows are given (one query and one document are the minimum).
+        `ValueError` when there is no held-out row or no training row.
     """
-    if len(embeddings) < 2:
-        raise ValueError(f"Evaluation needs at least 2 held-out rows (a query and a document), got {len(embeddings)}.")
-    order = np.random.default_rng(seed).permutation(len(embeddings))[:max_rows]
-    num_queries = min(max(1, int(round(len(order) * query_fraction))), len(order) - 1)
-    return embeddings[np.sort(order[:num_queries])], embeddings[np.sort(order[num_queries:])]
+    train, val = as_matrix_rows(train_embeddings), as_matrix_rows(val_embeddings)
+    if len(val) < 1 or len(train) < 1:
+        raise ValueError(
+            f"Evaluation needs held-out rows (the queries) and training rows (the corpus), got {len(val)} and "
+            f"{len(train)}."
+        )
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(val))
+    query_rows, other_val_rows = np.sort(order[:max_queries]), order[max_queries:]
+    candidates = len(train) + len(other_val_rows)
+    picked = np.sort(rng.choice(candidates, size=min(candidates, max_corpus_rows), replace=False))
+    train_rows = picked[picked < len(train)]
+    val_rows = np.sort(other_val_rows[picked[picked >= len(train)] - len(train)])
+    corpus = np.concatenate([train[train_rows], val[val_rows]]) if len(val_rows) else train[train_rows]
+    return val[query_rows], corpus
 
 
 def ranking_metrics(
@@ -319,9 +336,8 @@ def evaluate_cascade(
     k: int = 10,
     seed: int = 0,
 ) -> EvaluationResults:
-    """Evaluate a trained cascade next to PCA (fitted on `train_embeddings`) and truncation on held-out rows.
-
-    The held-out rows (at most 2,000) are split into queries (a fifth) and the corpus they are searched against.
+    """Evaluate a trained cascade next to PCA (fitted on `train_embeddings`) and truncation as a search index uses
+    it: held-out queries searched against the training corpus ([`split_queries_corpus`]).
 
     Args:
         model (`CascadeModel`): The trained cascade.
@@ -330,10 +346,10 @@ def evaluate_cascade(
         k (`int`, defaults to 10): Cut-off of overlap@k and nDCG@k.
         seed (`int`, defaults to 0): Seed of the held-out sample and split.
     """
-    queries, corpus = split_queries_corpus(val_embeddings, seed=seed)
+    queries, corpus = split_queries_corpus(train_embeddings, val_embeddings, seed=seed)
     projections = build_projections(model, train_embeddings, model.config.target_dims[0])
     return evaluate_projections(
-        queries, corpus, projections, model.config.target_dims, k=k, description="held-out validation rows"
+        queries, corpus, projections, model.config.target_dims, k=k, description=SEARCH_PROTOCOL
     )
 
 
@@ -345,7 +361,7 @@ def held_out_ranking_metrics(
 
     Args:
         model (`CascadeModel`): The cascade being trained.
-        queries, corpus (`np.ndarray`): Held-out rows, from [`split_queries_corpus`].
+        queries, corpus (`np.ndarray`): Held-out queries and the corpus they search, from [`split_queries_corpus`].
         k (`int`, defaults to 10): Cut-off of overlap@k and nDCG@k.
     """
     results = evaluate_projections(

@@ -107,12 +107,19 @@ def collate_embeddings(features: list[dict[str, torch.Tensor]]) -> dict[str, tor
     return {"embeddings": batch, "return_loss": True}
 
 
+def _dataset_rows(dataset) -> MatrixRows | np.ndarray:
+    """The embeddings of an [`EmbeddingRows`], or of a `datasets` dataset with an `embeddings` column."""
+    if isinstance(dataset, EmbeddingRows):
+        return dataset.rows
+    return np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
+
+
 class CascadeTrainer(Trainer):
     """The `Trainer` for a `CascadeModel`: its batches ask the model for its loss (see [`collate_embeddings`]), and each
     evaluation adds the cascade's ranking metrics on the evaluation rows to `eval_loss`.
 
-    The evaluation rows are split once (with `args.seed`) into queries and the corpus they are searched against (as
-    in `evaluate_cascade`); per target dim the metrics are `eval_dim_<dim>_overlap@<k>` (the share of the teacher's
+    The evaluation rows are the queries, searched against the training rows and the other evaluation rows, as a search
+    index would hold them (drawn once with `args.seed`, as in `evaluate_cascade`); per target dim the metrics are `eval_dim_<dim>_overlap@<k>` (the share of the teacher's
     top k found at that dim), `eval_dim_<dim>_full_ranking_ndcg@<k>` and `eval_dim_<dim>_mse`, and each one's mean over
     the dims (`eval_overlap@<k>`, ...). They land in
     `log_history`, reach every `report_to` integration and can be the `metric_for_best_model` (e.g.
@@ -136,14 +143,13 @@ class CascadeTrainer(Trainer):
         self._ranking_rows: tuple[object, tuple[np.ndarray, np.ndarray]] | None = None
 
     def _ranking_split(self, dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Queries and corpus of the evaluation rows ([`EmbeddingRows`], or a `datasets` dataset with an
-        `embeddings` column), split once per dataset."""
+        """Queries (evaluation rows) and the corpus they search (training rows and the other evaluation rows), as
+        [`split_queries_corpus`] draws them, once per evaluation dataset."""
         if self._ranking_rows is None or self._ranking_rows[0] is not dataset:
-            if isinstance(dataset, EmbeddingRows):
-                rows = dataset.rows
-            else:
-                rows = np.asarray(dataset.with_format("numpy")["embeddings"], dtype=np.float32)
-            self._ranking_rows = (dataset, split_queries_corpus(rows, seed=self.args.seed))
+            queries, corpus = split_queries_corpus(
+                _dataset_rows(self.train_dataset), _dataset_rows(dataset), seed=self.args.seed
+            )
+            self._ranking_rows = (dataset, (queries, corpus))
         return self._ranking_rows[1]
 
     def evaluation_loop(

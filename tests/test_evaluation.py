@@ -18,17 +18,21 @@ from modeling_cascade.ranking import (
 )
 
 
-def test_split_queries_corpus_is_disjoint_and_capped():
-    rows = np.arange(100, dtype=np.float32).reshape(50, 2)
-    queries, corpus = split_queries_corpus(rows, seed=0)
-    assert len(queries) == 10 and len(corpus) == 40
-    assert not set(queries[:, 0]) & set(corpus[:, 0])
-    queries, corpus = split_queries_corpus(rows, max_rows=20)
-    assert len(queries) + len(corpus) == 20
-    queries, corpus = split_queries_corpus(rows[:2])
-    assert len(queries) == 1 and len(corpus) == 1
-    with pytest.raises(ValueError, match="at least 2 held-out rows"):
-        split_queries_corpus(rows[:1])
+def test_held_out_queries_search_the_training_corpus():
+    """The protocol of a search index: the index holds the training rows; only the queries are new."""
+    train = np.arange(100, dtype=np.float32).reshape(50, 2)
+    val = np.arange(1000, 1040, dtype=np.float32).reshape(20, 2)
+    queries, corpus = split_queries_corpus(train, val, seed=0, max_queries=5)
+    assert len(queries) == 5 and len(corpus) == 50 + 15
+    assert set(queries[:, 0]) <= set(val[:, 0])
+    assert not set(queries[:, 0]) & set(corpus[:, 0]), "a query row is never in the corpus it searches"
+    assert set(train[:, 0]) <= set(corpus[:, 0]), "every training row is searched"
+    again = split_queries_corpus(train, val, seed=0, max_queries=5)
+    np.testing.assert_array_equal(again[1], corpus)
+    queries, corpus = split_queries_corpus(train, val, seed=0, max_corpus_rows=30)  # bounded cost on a large corpus
+    assert len(queries) == 20 and len(corpus) == 30
+    with pytest.raises(ValueError, match="held-out rows .* and training rows"):
+        split_queries_corpus(train, val[:0])
 
 
 def test_exact_projection_keeps_everything():
@@ -64,7 +68,10 @@ def test_pca_initialised_cascade_equals_the_pca_baseline(small_real_embeddings):
     model = CascadeModel(CascadeConfig(input_dim=384, target_dims=[64, 16]))
     model.init_from_pca(train)
     results = evaluate_cascade(model, train, held_out, seed=0)
-    assert (results.num_queries, results.num_documents) == (20, 80)
+    assert (results.num_queries, results.num_documents) == (
+        100,
+        500,
+    )  # every held-out row asks; the index holds the training rows
     assert list(results.methods) == ["cascade", "pca", "pca_centered", "truncation"]
     for dim in (64, 16):
         for name in ("overlap@10", "spearman", "mse"):
