@@ -1,11 +1,13 @@
 """Publishing a trained cascade on the Hugging Face Hub: its best model folder, with its card, code and images.
 
 `--push_to_hub` would make the `Trainer` create the repo and upload `output_dir` after every checkpoint (the latest
-epoch's weights, a pickled `training_args.bin`, its own generic card). A cascade run instead pushes one thing, once:
-`best_model/` as `save_pretrained` and the card writer left it (`config.json`, `model.safetensors`, the code that
-loads it with `trust_remote_code=True`, `README.md`, the images the card links). [`prepare_hub_push`] checks the Hub
-and creates the repo before training, so a wrong token or repo name fails in seconds rather than after the run, and
-switches the Trainer's own pushes off; [`push_model_folder`] uploads the folder at the end with `huggingface_hub`.
+epoch's weights, a pickled `training_args.bin`, its own generic card). A cascade run instead pushes `best_model/` at
+the end, as `save_pretrained` and the card writer left it (`config.json`, `model.safetensors`, the code that loads it
+with `trust_remote_code=True`, `README.md`, the images the card links), and, with `--hub_strategy every_save`,
+`checkpoint` or `all_checkpoints`, its checkpoints during training (`hub_checkpoints.HubCheckpointCallback`).
+[`prepare_hub_push`] checks the Hub and creates the repo before training, so a wrong token or repo name fails in
+seconds rather than after the run, and switches the Trainer's own pushes off; [`push_model_folder`] uploads the folder
+at the end with `huggingface_hub`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub import constants as hub_constants
 from transformers import TrainingArguments
+from transformers.trainer_utils import HubStrategy
 from transformers.utils import logging
 
 from .offline import HubUnreachableError, hub_is_reachable, is_offline
@@ -60,7 +63,8 @@ def prepare_hub_push(training_args: TrainingArguments) -> HubTarget | None:
 
     The repo is `--hub_model_id`, or the output_dir's name under the token's account (as the Trainer names it). Only
     the main process creates it. Afterwards `training_args.push_to_hub` is `False`, so the Trainer neither pushes
-    checkpoints nor writes its own card; [`push_model_folder`] pushes the best model at the end.
+    checkpoints nor writes its own card; [`push_model_folder`] pushes the best model at the end (and
+    `HubCheckpointCallback` the checkpoints, as `--hub_strategy` says).
 
     Args:
         training_args (`TrainingArguments`): The run's arguments (changed in place as described).
@@ -90,7 +94,11 @@ def prepare_hub_push(training_args: TrainingArguments) -> HubTarget | None:
         target.repo_id = api.create_repo(target.repo_id, private=target.private, exist_ok=True).repo_id
         if target.revision:  # the upload goes to this branch: make it now rather than fail after training
             api.create_branch(target.repo_id, branch=target.revision, exist_ok=True)
-        logger.info(f"Hub repo {target.url} is ready: best_model/ and its card are pushed there after training")
+        strategy = HubStrategy(training_args.hub_strategy)
+        pushed = "" if strategy == HubStrategy.END else f" (and each checkpoint: --hub_strategy {strategy.value})"
+        logger.info(
+            f"Hub repo {target.url} is ready: best_model/ and its card are pushed there after training{pushed}"
+        )
     training_args.push_to_hub = False
     return target
 

@@ -1,9 +1,11 @@
 """`--push_to_hub` against a local stand-in for the Hub: an HTTP server on 127.0.0.1 (a thread of this test) that
-answers the endpoints `huggingface_hub` calls to create a repo and upload a folder, and keeps what arrives.
+answers the endpoints `huggingface_hub` calls to create a repo, upload a folder and download files, and keeps what
+arrives.
 
-The client side is the real one (`HfApi.create_repo`, `HfApi.upload_folder`) with `HF_ENDPOINT` pointing at the
-server. Uploads take the plain HTTP path (`HF_HUB_DISABLE_XET`): preupload, the LFS batch API with a basic PUT
-transfer and a verify call for large-file types, and the ndjson commit.
+The client side is the real one (`HfApi.create_repo`, `HfApi.upload_folder`, `HfApi.create_commit`,
+`snapshot_download`) with `HF_ENDPOINT` pointing at the server. Uploads take the plain HTTP path
+(`HF_HUB_DISABLE_XET`): preupload, the LFS batch API with a basic PUT transfer and a verify call for large-file types,
+and the ndjson commit. Downloads: the repo's info at a revision, its file tree, and each file from `resolve/`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -45,12 +48,19 @@ class FakeHub(ThreadingHTTPServer):
         self.lfs_objects: dict[str, bytes] = {}
         self.commits: list[dict] = []
         self.repo_files: dict[str, dict[str, bytes]] = {}  # repo id -> path -> content
+        self.heads: dict[str, str] = {}  # repo id -> the oid of its last commit
+        self.downloads: list[str] = []  # the repo paths of the files served from resolve/
         self.unexpected: list[tuple[str, str]] = []
 
     @property
     def files(self) -> dict[str, bytes]:
         """The files committed to REPO_ID, the cascade's repo."""
         return self.repo_files.get(REPO_ID, {})
+
+    def exists(self, repo_id: str) -> bool:
+        return repo_id == REPO_ID or any(
+            f"{made['organization']}/{made['name']}" == repo_id for made in self.created_repos
+        )
 
 
 class FakeHubHandler(BaseHTTPRequestHandler):
@@ -80,9 +90,78 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _file(self, path: str) -> tuple[str, str, bytes] | None:
+        """(repo, path in repo, content) of a `/<repo>/resolve/<revision>/<path>` URL of a committed file."""
+        match = re.fullmatch(
+            r"/(?P<repo>[\w.-]+/[\w.-]+)/resolve/(?P<revision>[^/]+)/(?P<file>.+)", path.split("?")[0]
+        )
+        if match is None:
+            return None
+        file = urllib.parse.unquote(match["file"])
+        content = self.server.repo_files.get(match["repo"], {}).get(file)
+        return None if content is None else (match["repo"], file, content)
+
+    def _send_file(self, repo: str, content: bytes, body: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+        self.send_header("X-Repo-Commit", self.server.heads[repo])
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
     def do_HEAD(self) -> None:
         self.server.requests.append(("HEAD", self.path))
+        if "/resolve/" in self.path:
+            found = self._file(self.path)
+            return self._send_file(found[0], found[2], body=False) if found else self._reply(404)
         self._reply(200)
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path))
+        path = urllib.parse.unquote(self.path.split("?")[0])
+        repo = r"(?P<repo>[\w.-]+/[\w.-]+)"
+        if path == "/api/agent-harnesses":  # the client's best-effort fetch of a registry for its user agent, no token
+            return self._reply(404, {"error": "not served here"})
+        self.server.authorizations.add(self.headers.get("Authorization"))
+        if path == "/api/whoami-v2":
+            return self._reply(200, {"type": "user", "name": REPO_ID.split("/")[0]})
+        if "/resolve/" in path:
+            found = self._file(self.path)
+            if found is None:
+                return self._reply(404, {"error": "Entry not found"})
+            self.server.downloads.append(found[1])
+            return self._send_file(found[0], found[2], body=True)
+        match = re.fullmatch(
+            rf"/api/models/{repo}(/revision/(?P<revision>[^/]+)|/tree/(?P<tree>[^/]+)(/(?P<under>.*))?)?", path
+        )
+        if match is None:
+            self.server.unexpected.append(("GET", self.path))
+            return self._reply(404, {"error": f"unexpected {self.path}"})
+        repo_id = match["repo"]
+        if not self.server.exists(repo_id):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        files = self.server.repo_files.get(repo_id, {})
+        head = self.server.heads.setdefault(repo_id, "0" * 40)
+        if match["revision"] not in (None, "main", head) or match["tree"] not in (None, "main", head):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RevisionNotFound")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if match["tree"] is None:
+            siblings = [{"rfilename": name} for name in sorted(files)]
+            return self._reply(200, {"id": repo_id, "modelId": repo_id, "sha": head, "siblings": siblings})
+        under = f"{match['under']}/" if match["under"] else ""
+        tree = [
+            {"type": "file", "path": name, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+            for name, content in sorted(files.items())
+            if name.startswith(under)
+        ]
+        self._reply(200, tree)
 
     def do_PUT(self) -> None:
         self.server.requests.append(("PUT", self.path))
@@ -135,10 +214,7 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             return self._reply(200, {"transfer": "basic", "objects": actions}, "application/vnd.git-lfs+json")
         if path == "/lfs-verify":
             return self._reply(200 if json.loads(body)["oid"] in self.server.lfs_objects else 404, {})
-        if (match := re.fullmatch(rf"/api/models/{repo}/commit/main", path)) and (
-            match["repo"] == REPO_ID
-            or any(f"{made['organization']}/{made['name']}" == match["repo"] for made in self.server.created_repos)
-        ):
+        if (match := re.fullmatch(rf"/api/models/{repo}/commit/main", path)) and self.server.exists(match["repo"]):
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             self.server.commits.append(lines[0]["value"])
             files = self.server.repo_files.setdefault(match["repo"], {})
@@ -149,6 +225,7 @@ class FakeHubHandler(BaseHTTPRequestHandler):
                 elif line["key"] == "lfsFile":
                     files[value["path"]] = self.server.lfs_objects[value["oid"]]
             oid = hashlib.sha1(body).hexdigest()
+            self.server.heads[match["repo"]] = oid
             return self._reply(200, {"commitUrl": f"{endpoint}/{match['repo']}/commit/{oid}", "commitOid": oid})
         self.server.unexpected.append(("POST", self.path))
         self._reply(404, {"error": f"unexpected {self.path}"})
@@ -164,6 +241,8 @@ def fake_hub(monkeypatch):
     thread.start()
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setattr(hub_constants, "ENDPOINT", server.endpoint)
+    url_template = f"{server.endpoint}/{{repo_id}}/resolve/{{revision}}/{{filename}}"
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url_template)  # built from ENDPOINT at import
     monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)

@@ -349,6 +349,16 @@ class CascadeTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "DDP: look for parameters without gradients (none: every head takes part in every step)."},
     )
+    hub_strategy: str = field(
+        default="end",
+        metadata={
+            "help": "With --push_to_hub, what is pushed when: end (best_model/ after training), every_save (also each "
+            "checkpoint's model at the repo's root), checkpoint (every_save plus the whole checkpoint in "
+            "last-checkpoint/, which --resume_from_checkpoint last-checkpoint resumes from on any machine) or "
+            "all_checkpoints (every_save plus each checkpoint in its own checkpoint-N/).",
+            "choices": ["end", "every_save", "checkpoint", "all_checkpoints"],
+        },
+    )
     push_sentence_transformers: bool = field(
         default=False,
         metadata={

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import transformers
 from transformers import Trainer, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 
 from .. import CascadeConfig, CascadeModel
 from ..file_utils import (
@@ -26,10 +26,12 @@ from ..file_utils import (
 )
 from ..head_selection import SELECTION_METRICS, HeadSelectionCallback
 from ..hub import prepare_hub_push, push_model_folder, push_sentence_transformers, sentence_transformer_repo_ids
+from ..hub_checkpoints import HUB_CHECKPOINT_DIR, HubCheckpointCallback, download_hub_checkpoint, resolve_repo_id
 from ..matrix_rows import MatrixRows
 from ..modelcard import save_model_card
 from ..modelcard_callback import ModelCardCallback, card_step
 from ..modeling_cascade import check_cascade_folder
+from ..offline import HubUnreachableError, hub_is_reachable
 from ..ranking import (
     DIMS_TRADEOFF_FILE,
     EVAL_RESULTS_FILE,
@@ -128,6 +130,40 @@ def setup_logging(training_args: CascadeTrainingArguments) -> None:
     if not training_args.should_log:  # replicas of a multi-process run: one set of progress bars is enough
         transformers.utils.logging.disable_progress_bar()
         datasets.utils.disable_progress_bars()
+
+
+def download_hub_resume(training_args: CascadeTrainingArguments) -> None:
+    """For `--resume_from_checkpoint last-checkpoint` where no such local folder exists: download the checkpoint the
+    run pushed with `--hub_strategy checkpoint` from its repo (`--hub_model_id`, or the output_dir's name under the
+    token's account) into `output_dir`, and resume from there, as from a local checkpoint.
+
+    The process that writes `output_dir` downloads (the main one, or each machine's with `--save_on_each_node`) while
+    the others wait.
+
+    Raises:
+        `ValueError` when no repo is named, or it holds no `last-checkpoint/`; [`HubUnreachableError`] offline.
+    """
+    if training_args.resume_from_checkpoint != HUB_CHECKPOINT_DIR or os.path.isdir(HUB_CHECKPOINT_DIR):
+        return
+    if not training_args.hub_model_id and not training_args.push_to_hub:
+        raise ValueError(
+            f"--resume_from_checkpoint {HUB_CHECKPOINT_DIR}: there is no local folder {HUB_CHECKPOINT_DIR!r}, and no Hub "
+            "repo to download it from: name the repo the run pushed its checkpoints to with --hub_model_id, or give a "
+            "local checkpoint-N/ folder."
+        )
+    if not hub_is_reachable():
+        raise HubUnreachableError(
+            f"--resume_from_checkpoint {HUB_CHECKPOINT_DIR} downloads the checkpoint from the Hugging Face Hub, which "
+            "cannot be reached (or HF_HUB_OFFLINE is set): resume from a local checkpoint-N/ folder instead."
+        )
+    output_dir = training_args.output_dir
+    checkpoint = os.path.join(output_dir, HUB_CHECKPOINT_DIR)
+    with training_args.main_process_first(local=training_args.save_on_each_node, desc="download last-checkpoint"):
+        if training_args.should_save:
+            token = training_args.hub_token
+            repo_id = resolve_repo_id(training_args.hub_model_id or Path(output_dir).absolute().name, token)
+            checkpoint = download_hub_checkpoint(repo_id, output_dir, token, training_args.hub_revision)
+    training_args.resume_from_checkpoint = checkpoint
 
 
 def prepare_output_dir(training_args: CascadeTrainingArguments) -> str | None:
@@ -320,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "--push_sentence_transformers publishes models that embed texts, so they need the teacher: with "
             "--input_file, name the teacher that made the embeddings with --embedding_model."
         )
+    download_hub_resume(training_args)
     checkpoint = prepare_output_dir(training_args)
     if checkpoint is not None:  # refuse a foreign checkpoint, or pickled weights, before the Trainer opens it
         check_cascade_folder(Path(checkpoint))
@@ -360,6 +397,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if checkpoint is not None:
             early_stopping.restore(checkpoint)
         callbacks.append(early_stopping)
+    if hub_target is not None and training_args.hub_strategy != HubStrategy.END:
+        callbacks.append(HubCheckpointCallback(hub_target, training_args.hub_strategy, training_args.hub_always_push))
     trainer = CascadeTrainer(
         model=model,
         args=training_args,
