@@ -30,6 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from transformers.utils import logging
 
 from .file_utils import atomic_path
+from .head_selection import SELECTED_HEADS_FILE
 from .hub import HubTarget
 from .resume import is_complete_checkpoint
 
@@ -44,9 +45,13 @@ HUB_BEST_CHECKPOINT_DIR = "best-checkpoint"
 # The files of a saved cascade: weights as safetensors, its config, card and remote code.
 MODEL_FILES = ("config.json", "model.safetensors", "model-*.safetensors", "model.safetensors.index.json", "*.py")
 CARD_FILE = "README.md"
-# What resuming needs besides the model: the Trainer's state and the tensors-only states it loads with
-# `torch.load(weights_only=True)`. Anything else, `training_args.bin` (a pickle of the arguments) above all, stays local.
-RESUME_FILES = (TRAINER_STATE_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME, "rng_state.pth", "rng_state_*.pth")
+# What resuming needs besides the model: the Trainer's state, the tensors-only states it loads with
+# `torch.load(weights_only=True)`, and the heads chosen so far (safetensors). Anything else, `training_args.bin` (a
+# pickle of the arguments) above all, stays local.
+RESUME_FILES = (
+    TRAINER_STATE_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME, "rng_state.pth", "rng_state_*.pth",
+    SELECTED_HEADS_FILE,
+)  # fmt: skip
 
 
 def files_matching(folder: str | os.PathLike, patterns: tuple[str, ...]) -> list[str]:

@@ -82,18 +82,27 @@ def test_default_hub_strategy_pushes_only_the_best_model(tmp_path, embeddings_fi
     assert [commit["summary"] for commit in fake_hub.commits] == ["Upload cascade"]
 
 
-@pytest.mark.slow  # three short runs
+@pytest.mark.slow  # three short runs each
+@pytest.mark.parametrize(
+    "selection",
+    [
+        pytest.param(["--per_head_selection", "false", "--metric_for_best_model", "loss", "--greater_is_better", "true"],
+                     id="best-checkpoint"),
+        pytest.param([], id="per-head-selection"),
+    ],
+)  # fmt: skip
 def test_resume_from_the_hub_on_a_new_machine_ends_as_an_uninterrupted_run(
-    tmp_path, embeddings_file, fake_hub, monkeypatch
+    tmp_path, embeddings_file, fake_hub, monkeypatch, selection
 ):
     """Run B pushes its checkpoints and its machine goes away after step 15 of 20; its output_dir is gone. Resumed on a
     "new machine" from the repo's last-checkpoint/, it ends with the weights and results of run A, never stopped.
 
-    `--greater_is_better` makes the first epoch the best (the highest eval_loss), so the best model is an older
-    checkpoint than the one resumed from, and comes from the repo's best-checkpoint/.
+    best-checkpoint: `--greater_is_better` makes the first epoch the best (the highest eval_loss), so the best model is
+    an older checkpoint than the one resumed from, and comes from the repo's best-checkpoint/. per-head-selection (the
+    default): the heads chosen so far travel in last-checkpoint/selected_heads.safetensors.
     """
     monkeypatch.chdir(tmp_path)
-    argv = ["--epochs", "4", "--greater_is_better", "true"]
+    argv = ["--epochs", "4", *selection]
     reference = train(tmp_path / "a", embeddings_file, *argv)
 
     push_on_save = HubCheckpointCallback.on_save
@@ -107,7 +116,11 @@ def test_resume_from_the_hub_on_a_new_machine_ends_as_an_uninterrupted_run(
     with monkeypatch.context() as patch, pytest.raises(MachineTakenAway):
         patch.setattr(HubCheckpointCallback, "on_save", push_then_stop)
         train(tmp_path / "b", embeddings_file, *argv, *PUSH, "--hub_strategy", "checkpoint")
-    assert pushed_step(fake_hub.files) == 15 and pushed_step(fake_hub.files, "best-checkpoint") == 5
+    assert pushed_step(fake_hub.files) == 15
+    if selection:
+        assert pushed_step(fake_hub.files, "best-checkpoint") == 5
+    else:
+        assert "last-checkpoint/selected_heads.safetensors" in fake_hub.files
     shutil.rmtree(tmp_path / "b")
 
     loads = []
