@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .modelcard import CascadeModelCardData, save_model_card
     from .modelcard_callback import ModelCardCallback
     from .offline import HubUnreachableError
+    from .qdrant import QdrantCascadeIndex
     from .teacher import Teacher
 
 
@@ -39,6 +40,7 @@ _LAZY_NAMES = {
     "CorpusFilters": "data",
     "HubUnreachableError": "offline",
     "ModelCardCallback": "modelcard_callback",
+    "QdrantCascadeIndex": "qdrant",
     "SearchResult": "index",
     "Teacher": "teacher",
     "compute_teacher_embeddings": "embeddings",
@@ -72,6 +74,7 @@ __all__ = [
     "CorpusFilters",
     "HubUnreachableError",
     "ModelCardCallback",
+    "QdrantCascadeIndex",
     "SearchResult",
     "Teacher",
     "__version__",

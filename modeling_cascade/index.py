@@ -423,3 +423,19 @@ class CascadeIndex:
         teacher = Teacher.from_config(cascade.config) if teacher is None else teacher
         embeddings = teacher.encode(list(texts), prefix=cascade.config.document_prefix, batch_size=batch_size)
         return cls(cascade, embeddings, teacher=teacher, **kwargs)
+
+    def to_qdrant(self, client, collection_name: str, **kwargs):
+        """Write every stage as a named vector of one Qdrant collection (ids are row numbers, payload `{"row": i}` and
+        `"text"` when `texts` are given), in batches with a progress bar, resuming an interrupted write; returns a
+        `QdrantCascadeIndex` searching it with one nested-prefetch query per query. Needs the `qdrant` extra.
+
+        Args:
+            client (`qdrant_client.QdrantClient`): Local (`QdrantClient(":memory:")`, `path=...`) or a server.
+            collection_name (`str`): The collection; an existing one must hold this index (else a `ValueError`).
+            kwargs: `texts` (the documents, stored as payload), `batch_size` (256 points per upsert), `recreate`
+                (`False`; `True` deletes an existing collection first), `shard_number` and `replication_factor`
+                (passed to `create_collection`). See `modeling_cascade.qdrant.write_collection`.
+        """
+        from .qdrant import write_collection
+
+        return write_collection(self, client, collection_name, **kwargs)

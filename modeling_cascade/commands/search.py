@@ -4,6 +4,8 @@
         --corpus_embeddings corpus.npy --query_embeddings queries.npy --k 5
     python -m modeling_cascade.search --model_dir models/common_corpus/best_model --corpus_file docs.jsonl \
         --queries "How do I parse JSON?" "What is a context manager?" --save_index indexes/docs
+    python -m modeling_cascade.search --index_dir indexes/docs --corpus_file docs.jsonl \
+        --qdrant_url http://localhost:6333 --qdrant_collection docs --queries "How do I parse JSON?"
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..file_utils import load_embeddings
 from ..index import FIRST_STAGES, CascadeIndex, SearchResult
 from ..index_storage import DTYPES
 from ..modeling_cascade import CascadeModel
+from ..qdrant import QdrantCascadeIndex
 from .cli_utils import CommandParser, parse_command_line, run_reporting_command, split_list
 
 
@@ -51,6 +54,16 @@ class SearchArguments:
     dtype: str = field(default="float32", metadata={"help": "Storage of the vectors.", "choices": list(DTYPES)})
     first_stage: str = field(default="auto", metadata={"help": "First-stage search.", "choices": list(FIRST_STAGES)})
     save_index: str | None = field(default=None, metadata={"help": "Save the built index to this folder."})
+    qdrant_url: str | None = field(
+        default=None,
+        metadata={"help": "Search through a Qdrant server or cluster (e.g. http://localhost:6333): the index is written "
+                  "to --qdrant_collection unless it is there, and only the cascade is needed when it is."},
+    )  # fmt: skip
+    qdrant_path: str | None = field(
+        default=None, metadata={"help": "Like --qdrant_url, with Qdrant's embedded local mode storing this folder."}
+    )
+    qdrant_api_key: str | None = field(default=None, metadata={"help": "API key of the --qdrant_url server."})
+    qdrant_collection: str = field(default="cascade", metadata={"help": "The Qdrant collection of the index."})
 
 
 def parse_int_list(text: str | None, flag: str) -> list[int] | None:
@@ -89,9 +102,35 @@ def read_texts(path: str, text_column: str) -> list[str]:
     return list(texts)
 
 
+def qdrant_client(args: SearchArguments):
+    """The Qdrant client the flags name (a server with --qdrant_url, local mode with --qdrant_path), or `None`."""
+    if args.qdrant_url is not None and args.qdrant_path is not None:
+        raise ValueError("Give at most one of --qdrant_url (a server) and --qdrant_path (local mode).")
+    if args.qdrant_api_key is not None and args.qdrant_url is None:
+        raise ValueError("--qdrant_api_key needs --qdrant_url (local mode has no API key).")
+    if args.qdrant_url is None and args.qdrant_path is None:
+        return None
+    from ..qdrant import import_qdrant_client
+
+    QdrantClient = import_qdrant_client().QdrantClient
+    if args.qdrant_path is not None:
+        return QdrantClient(path=args.qdrant_path)
+    return QdrantClient(url=args.qdrant_url, api_key=args.qdrant_api_key)
+
+
 def main(argv: list[str] | None = None) -> SearchResult:
     """Build (or load) an index, search the queries and print the hits; returns them."""
     (args,) = parse_command_line(CommandParser(SearchArguments), argv)
+    client = qdrant_client(args)
+    try:
+        return search_and_print(args, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def search_and_print(args: SearchArguments, client) -> SearchResult:
+    """Build, load or open (in Qdrant, with `client`) the index the arguments name, search it and print the hits."""
     args.queries = split_list(args.queries) if args.queries is not None else None
     if args.queries == []:
         raise ValueError("--queries holds no query text.")
@@ -121,12 +160,19 @@ def main(argv: list[str] | None = None) -> SearchResult:
             index = CascadeIndex(cascade, corpus, teacher=teacher, **options)
         elif texts is not None:
             index = CascadeIndex.from_texts(cascade, texts, teacher=teacher, **options)
+        elif client is not None and args.save_index is None:
+            index = QdrantCascadeIndex(client, args.qdrant_collection, cascade, teacher=teacher)
         else:
-            raise ValueError("--model_dir needs a corpus: --corpus_embeddings (.npy) or --corpus_file (texts).")
+            raise ValueError(
+                "--model_dir needs a corpus: --corpus_embeddings (.npy) or --corpus_file (texts), unless a Qdrant "
+                "collection already holds it (--qdrant_url or --qdrant_path, without --save_index)."
+            )
     if texts is not None and len(texts) != len(index):
         raise ValueError(f"--corpus_file has {len(texts)} texts, but the index holds {len(index)} documents.")
     if args.save_index:
         index.save(args.save_index)
+    if client is not None and isinstance(index, CascadeIndex):
+        index = index.to_qdrant(client, args.qdrant_collection, texts=texts)
     queries = args.queries
     if args.query_embeddings is not None:
         queries = load_embeddings(
