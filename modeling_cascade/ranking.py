@@ -42,7 +42,7 @@ EVAL_RESULTS_FILE = "eval_results.json"
 DIMS_TRADEOFF_FILE = "dims_tradeoff.png"
 # Bounds on the cost of an evaluation, whatever the corpus size: held-out queries, and corpus rows searched.
 MAX_QUERIES = 500
-MAX_CORPUS_ROWS = 20_000
+MAX_CORPUS_ROWS = 10_000
 SEARCH_PROTOCOL = "held-out rows searched against the training corpus"
 METHOD_LABELS = {
     "cascade": "cascade",

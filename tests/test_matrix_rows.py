@@ -93,7 +93,9 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_memory_mapped_run_keeps_resident_memory_far_below_the_matrix(tmp_path):
-    """400,000 x 768 float32 (1.1 GiB) trains for a few steps while the process grows by less than a quarter of that."""
+    """400,000 x 768 float32 (1.1 GiB) trains for a few steps while the process grows by less than a third of that:
+    batches, and the bounded working set of each evaluation (500 held-out queries against at most 10,000 corpus
+    rows, whatever the corpus size), never the matrix."""
     path = tmp_path / "rows.npy"
     matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(400_000, 768))
     rng = np.random.default_rng(0)
@@ -114,5 +116,5 @@ def test_a_memory_mapped_run_keeps_resident_memory_far_below_the_matrix(tmp_path
     assert "(memory-mapped: rows are read as needed)" in result.stdout + result.stderr
     memory = json.loads(result.stdout.split("RSS ")[-1])
     matrix_bytes = 400_000 * 768 * 4
-    assert memory["peak"] - memory["baseline"] < matrix_bytes / 4, memory
+    assert memory["peak"] - memory["baseline"] < matrix_bytes / 3, memory
     assert (tmp_path / "out" / "best_model" / "model.safetensors").is_file()

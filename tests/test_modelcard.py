@@ -91,7 +91,10 @@ def test_tiny_run_writes_a_card_per_model_folder(tmp_path, embeddings_file):
         step = selected[f"dim_{dim}_selected_step"]
         source = "PCA start" if step == 0 else rf"epoch [\d.]+ \(step {step}\)"
         assert re.search(rf"\| {dim} +\| {source} ", best_card.text), dim
-    assert "(the last epoch)" in ModelCard.load(out / "final_model" / "README.md").text
+    assert (
+        "The bold row is the epoch whose weights this model holds"
+        in ModelCard.load(out / "final_model" / "README.md").text
+    )
     evaluation = json.loads((out / "eval_results.json").read_text())  # the run's evaluation of best_model/
     overlap = {
         r.metric_args["dim"]: r.metric_value for r in best_card.data.eval_results if r.metric_type == "overlap@10"
