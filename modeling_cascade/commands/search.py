@@ -51,6 +51,12 @@ class SearchArguments:
     dtype: str = field(default="float32", metadata={"help": "Storage of the vectors.", "choices": list(DTYPES)})
     first_stage: str = field(default="auto", metadata={"help": "First-stage search.", "choices": list(FIRST_STAGES)})
     save_index: str | None = field(default=None, metadata={"help": "Save the built index to this folder."})
+    mmap: bool = field(
+        default=False,
+        metadata={
+            "help": "With --index_dir: keep the stored vectors memory-mapped on disk (RAM for the first stage)."
+        },
+    )
 
 
 def parse_int_list(text: str | None, flag: str) -> list[int] | None:
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> SearchResult:
         teacher = Teacher(args.teacher)
     texts = read_texts(args.corpus_file, args.text_column) if args.corpus_file else None
     if args.index_dir is not None:
-        index = CascadeIndex.load(args.index_dir, teacher=teacher)
+        index = CascadeIndex.load(args.index_dir, teacher=teacher, mmap=args.mmap)
     else:
         cascade = CascadeModel.from_pretrained(args.model_dir)
         options = {
