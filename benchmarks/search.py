@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Cascade search against FAISS: queries per second and recall@10 against exact full-dim search, in one run.
 
-    nice -n 5 python benchmarks/search.py            # all four data sets: 30 min wall, 16 CPU-min on 2 shared cores
+    nice -n 5 python benchmarks/search.py            # all four data sets at 1M synthetic rows: ~40 min (estimated)
+    nice -n 5 python benchmarks/search.py --num_vectors 200000 --epochs 5 --repeats 2  # 9-10 min on 2 shared cores
     python benchmarks/search.py --datasets scifact-minilm,cranfield --repeats 5
-    python benchmarks/search.py --datasets synthetic-1m --num_vectors 200000
 
-Memory: the 1M set peaks at 9 GiB resident (the corpus, FAISS's copies of it, and the index being measured).
+Memory: the 1M set peaked at 9 GiB resident before the HNSW rows (the corpus, FAISS's copies of it, and the index
+being measured); the HNSW graph on the full vectors adds about 3.3 GiB per million documents.
 
 Data sets (queries are always held out from the corpus and from training):
 - `scifact-minilm`, `scifact-mpnet`: the precomputed SciFact embeddings in ../shared/data/embeddings (5,183
@@ -24,9 +25,10 @@ cascade trained on the real SciFact mpnet corpus, applied to the synthetic rows 
 a new corpus). The FAISS PCA baselines are fitted on the same rows as the cascade.
 
 Methods: FAISS `IndexFlatIP` at full dim (exact: the reference and the speed baseline); FAISS PCA to p dims +
-`IndexRefineFlat` (re-ranks k * k_factor candidates with the full vectors); on the 1M set also PCA + 4-bit PQ
-fast-scan + `IndexRefineFlat` (the same first-stage codes the cascade uses there); `CascadeIndex` with 2, 3 and 4
-stages and its defaults. QPS is the best of `--repeats` timed runs over all queries at once (after a warm-up run);
+`IndexRefineFlat` (re-ranks k * k_factor candidates with the full vectors); from 100,000 documents also FAISS
+`IndexHNSWFlat` on the full vectors, IVF + 4-bit PQ fast-scan + refine, PCA + PQ fast-scan + refine and PCA + HNSW +
+refine (the counterparts of the cascade's first stages); `CascadeIndex` with HNSW, flat and PQ first stages, and its
+defaults built in RAM and loaded with `mmap=True`. Each row also gives RAM bytes per document and build seconds. QPS is the best of `--repeats` timed runs over all queries at once (after a warm-up run);
 the exact search is timed at the start and the end of each data set and its faster time is the baseline, because
 other jobs share the cores. Goal: recall@10 >= 0.99 at >= 10x the exact QPS, and faster than PCA + Refine at the
 same recall.
@@ -85,7 +87,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"Comma-separated, from {DATASETS}.")
     parser.add_argument(
-        "--num_vectors", type=int, default=1_000_000, help="Corpus rows of the synthetic set (e.g. 300000 for a run)."
+        "--num_vectors",
+        type=int,
+        default=1_000_000,
+        help="Corpus rows of the synthetic set (200000 for a 10-minute run).",
     )
     parser.add_argument("--hnsw_neighbors", type=int, default=32, help="M of every HNSW graph (FAISS's and ours).")
     parser.add_argument("--ef_construction", type=int, default=40, help="efConstruction of every HNSW graph.")
@@ -315,7 +320,7 @@ def run_dataset(
             del index
 
     # (stages, options, [(efSearch, shortlist), ...]): efSearch is a search-time setting of the same graph
-    hnsw_shortlists = [(128, (50,)), (128, (100,)), (128, (200,)), (256, (100,)), (256, (200,))]
+    hnsw_shortlists = [(64, (50,)), (64, (100,)), (128, (50,)), (128, (100,)), (128, (200,)), (256, (100,))]
     settings = [
         ((128, dim), {"first_stage": "hnsw"}, hnsw_shortlists if large else [(128, (100,))]),
         ((128, 256, dim), {"first_stage": "hnsw"}, [(128, (200, 50))] if large else []),
