@@ -121,3 +121,30 @@ def train_pq(vectors: np.ndarray):
     index.train(np.ascontiguousarray(sample))
     index.add(vectors)
     return index
+
+
+def train_hnsw(vectors: np.ndarray, neighbors: int, ef_construction: int):
+    """A FAISS `IndexHNSWFlat` graph (inner product, `neighbors` links per node, FAISS's `M`) holding `vectors`."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(vectors.shape[1], neighbors, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def faiss_index_bytes(index) -> int:
+    """Bytes a FAISS flat, PQ fast-scan, HNSW or IVF index (or one behind a transform such as PCA) holds in RAM: its
+    codes (or vectors), for HNSW the graph's links, levels and offsets, for IVF the ids and the coarse quantizer."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return faiss_index_bytes(index.index)
+    if isinstance(index, faiss.IndexIVF):
+        return index.ntotal * (index.code_size + 8) + faiss_index_bytes(index.quantizer)
+    if isinstance(index, faiss.IndexHNSW):
+        graph = index.hnsw
+        links = 4 * graph.neighbors.size() + 4 * graph.levels.size() + 8 * graph.offsets.size()
+        return faiss_index_bytes(index.storage) + links
+    return int(index.codes.size())

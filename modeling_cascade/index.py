@@ -15,10 +15,12 @@ from .array_utils import (
     blockwise_search,
     check_matrix,
     faiss_available,
+    faiss_index_bytes,
     faiss_rescore,
     normalize_rows,
     prefix_norms,
     top_k,
+    train_hnsw,
     train_pq,
 )
 from .index_storage import DTYPES, check_stages, expected_arrays, load_index_parts, save_index
@@ -28,11 +30,21 @@ from .teacher import Teacher
 
 logger = logging.get_logger(__name__)
 
-FIRST_STAGES = ("auto", "flat", "pq")
-# Candidates kept after the first stage: SHORTLIST_PER_MILLION per million documents, at least the floor of the first
-# stage's kind (PQ scores are approximate, so a PQ first stage keeps more); see default_shortlist.
-SHORTLIST_PER_MILLION = 500
-SHORTLIST_FLOOR = {"flat": 100, "pq": 500}
+FIRST_STAGES = ("auto", "exact", "flat", "hnsw", "pq")
+# Candidates kept after the first stage: SHORTLIST_PER_MILLION per million documents (a graph search finds the best
+# candidates of its dim, so an HNSW first stage needs fewer), at least the floor of the first stage's kind (PQ scores
+# are approximate, so a PQ first stage keeps more); see default_shortlist. An "exact" first stage has no shortlist.
+SHORTLIST_PER_MILLION = {"exact": 0, "flat": 500, "hnsw": 100, "pq": 500}
+SHORTLIST_FLOOR = {"exact": 100, "flat": 100, "hnsw": 100, "pq": 500}
+# first_stage="auto" searches the full teacher vectors exactly below this many documents, where exact FAISS search is
+# already fast and a cascade's fixed per-batch costs (projecting the queries, two FAISS calls) make it slower; from
+# there it uses an HNSW graph over the first stage (measured: benchmarks/README.md, "Cascade search against FAISS").
+AUTO_EXACT_BELOW = 20_000
+# HNSW graph of the first stage: neighbours per node (FAISS's M), candidates explored while building
+# (efConstruction) and while searching (efSearch, raised to the shortlist size when that is larger).
+HNSW_NEIGHBORS = 32
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 128
 # The block of gathered candidate vectors re-scored at once (in float32 elements; it stays in cache).
 RESCORE_ELEMENTS = 1 << 20
 
@@ -50,21 +62,31 @@ def default_stages(cascade: CascadeModel) -> tuple[int, ...]:
     return (next((dim for dim in dims if dim >= 128), dims[-1]), config.input_dim)
 
 
+def auto_first_stage(stages: Sequence[int], num_vectors: int, teacher_dim: int, use_faiss: bool) -> str:
+    """The first stage `first_stage="auto"` picks: `"exact"` (the full teacher vectors, no cascade) below
+    `AUTO_EXACT_BELOW` documents when the teacher dim is a stage, else `"hnsw"` where FAISS is used and a later stage
+    re-scores the shortlist, else `"flat"`."""
+    if num_vectors < AUTO_EXACT_BELOW and stages[-1] == teacher_dim:
+        return "exact"
+    return "hnsw" if use_faiss and len(stages) > 1 else "flat"
+
+
 def default_shortlist(num_stages: int, num_vectors: int, k: int = 10, first_stage: str = "flat") -> tuple[int, ...]:
     """Shortlist sizes used when none are given.
 
-    The first grows with the corpus, 500 per million documents, and is at least 100 after a flat first stage or 500
-    after a PQ one; each later size is a tenth of the one before. None is below `k` or above the corpus size. On the
-    benchmark data this keeps recall@10 >= 0.99 with the default stages (benchmarks/README.md).
+    The first grows with the corpus, 500 per million documents after a flat or PQ first stage and 100 per million
+    after an HNSW one, and is at least 100 (500 after a PQ first stage); each later size is a tenth of the one before.
+    None is below `k` or above the corpus size. On the benchmark data this keeps recall@10 >= 0.99 with the default
+    stages (benchmarks/README.md). An `"exact"` first stage ignores the shortlist.
 
     Args:
         num_stages (`int`): Stages of the index (the shortlist has one size fewer).
         num_vectors (`int`): Documents in the index.
         k (`int`, defaults to 10): Hits wanted.
-        first_stage (`str`, defaults to `"flat"`): `"flat"` or `"pq"`.
+        first_stage (`str`, defaults to `"flat"`): `"exact"`, `"flat"`, `"hnsw"` or `"pq"`.
     """
     sizes = []
-    size = max(SHORTLIST_FLOOR[first_stage], round(SHORTLIST_PER_MILLION * num_vectors / 1_000_000))
+    size = max(SHORTLIST_FLOOR[first_stage], round(SHORTLIST_PER_MILLION[first_stage] * num_vectors / 1_000_000))
     for _ in range(num_stages - 1):
         sizes.append(min(max(size, k), num_vectors))
         size //= 10
@@ -92,10 +114,15 @@ class CascadeIndex:
     survive the shortlists. A `nested` cascade stores one matrix whose prefixes serve every stage.
 
     The first stage is `"flat"` (exact at its dim: FAISS `IndexFlatIP` where installed, numpy otherwise; both give
-    the same hits) or `"pq"`: FAISS 4-bit product-quantisation fast-scan codes of the same vectors (one code per 2
-    dims, so 32 bytes per document at 128 dims), which scans a million documents several times faster than a flat
-    scan at a small cost in recall that a slightly longer shortlist pays back. Later stages stored as float32 matrices
-    of their own are re-scored by FAISS where it is used (one multi-threaded call), by NumPy otherwise.
+    the same hits), `"hnsw"`: a FAISS `IndexHNSWFlat` graph over the first stage's vectors (approximate, and from tens
+    of thousands of documents far faster than a scan), `"pq"`: FAISS 4-bit product-quantisation fast-scan codes of
+    the same vectors (one code per 2 dims, so 32 bytes per document at 128 dims), or `"exact"`: no cascade at all,
+    exact search of the full teacher vectors, which is the fastest on small corpora. Later stages stored as float32
+    matrices of their own are re-scored by FAISS where it is used (one multi-threaded call), by NumPy otherwise.
+
+    Only the first stage must sit in RAM: an index loaded with `CascadeIndex.load(folder, mmap=True)` keeps the stored
+    vectors (the later stages and the teacher vectors) memory-mapped on disk; [`memory_footprint`] reports the bytes
+    per document held in RAM and read from disk.
 
     Args:
         cascade (`CascadeModel`): The trained cascade; its config names the teacher and the prefixes for texts.
@@ -104,12 +131,16 @@ class CascadeIndex:
             `input_dim`; the full teacher vectors are kept only when `input_dim` is listed. Defaults to
             [`default_stages`].
         dtype (`str`, defaults to `"float32"`): Storage of the stage and teacher vectors, `"float32"` or `"float16"`.
-        first_stage (`str`, defaults to `"auto"`): `"flat"`, `"pq"` (needs FAISS, an even first dim and a later stage)
-            or `"auto"`: `"pq"` where FAISS is used and the index has two or more stages and at least 100,000
-            documents, `"flat"` otherwise.
+        first_stage (`str`, defaults to `"auto"`): `"exact"` (needs the teacher dim as a stage), `"flat"`, `"hnsw"`
+            (needs FAISS), `"pq"` (needs FAISS, an even first dim and a later stage) or `"auto"` ([`auto_first_stage`]:
+            `"exact"` below 20,000 documents, `"hnsw"` from there where FAISS is used, `"flat"` otherwise).
         use_faiss (`bool`, *optional*): Use FAISS for the first stage; defaults to whether it is installed.
         teacher (`Teacher`, *optional*): Embeds text queries; by default the teacher named in the cascade's config is
             loaded on first use.
+        hnsw_neighbors (`int`, defaults to 32): Neighbours per node of the HNSW graph (FAISS's `M`).
+        hnsw_ef_construction (`int`, defaults to 40): Candidates explored per insertion while building the graph.
+        hnsw_ef_search (`int`, defaults to 128): Candidates explored per query; raised to the shortlist size when that
+            is larger. More finds more of the true neighbours at the first stage's dim, more slowly.
 
     Example:
 
@@ -133,6 +164,9 @@ class CascadeIndex:
         first_stage: str = "auto",
         use_faiss: bool | None = None,
         teacher=None,
+        hnsw_neighbors: int = HNSW_NEIGHBORS,
+        hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
+        hnsw_ef_search: int = HNSW_EF_SEARCH,
     ) -> None:
         config = cascade.config
         embeddings = check_matrix(embeddings, config.input_dim, "corpus embeddings")
@@ -146,13 +180,24 @@ class CascadeIndex:
         for name, (_, dim) in expected_arrays(cascade, stages, len(embeddings)).items():
             stage = embeddings if name == "teacher" else cascade.project(embeddings, dim)
             vectors[name] = stage.astype(dtype, copy=False)
-        self._setup(cascade, stages, vectors, dtype, first_stage, use_faiss, teacher)
+        hnsw = {"neighbors": hnsw_neighbors, "ef_construction": hnsw_ef_construction, "ef_search": hnsw_ef_search}
+        self._setup(cascade, stages, vectors, dtype, first_stage, use_faiss, teacher, hnsw=hnsw)
         logger.info(f"Built {self!r}")
 
-    def _setup(self, cascade, stages, vectors, dtype, first_stage, use_faiss, teacher, pq_index=None) -> None:
+    def _setup(
+        self, cascade, stages, vectors, dtype, first_stage, use_faiss, teacher, hnsw=None, first_stage_index=None
+    ) -> None:
         """Derive the in-memory search structures from the stored vectors (shared by building and loading)."""
         if first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {FIRST_STAGES}, got {first_stage!r}.")
+        hnsw = {"neighbors": HNSW_NEIGHBORS, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH} | (
+            hnsw or {}
+        )
+        for name, value in hnsw.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"hnsw_{name} must be a positive integer, got {value!r}.")
+        self.hnsw_neighbors, self.hnsw_ef_construction = int(hnsw["neighbors"]), int(hnsw["ef_construction"])
+        self.hnsw_ef_search = int(hnsw["ef_search"])
         if use_faiss and not faiss_available():
             raise ImportError("use_faiss=True, but faiss is not installed: pip install modeling-cascade[faiss]")
         self.use_faiss = faiss_available() if use_faiss is None else bool(use_faiss)
@@ -169,12 +214,17 @@ class CascadeIndex:
             if nested is not None and dim < nested.shape[1]:
                 self._inverse_norms[dim] = 1.0 / np.maximum(prefix_norms(nested, dim), 1e-12)
         if first_stage == "auto":
-            first_stage = "pq" if self.use_faiss and len(stages) > 1 and self.num_vectors >= 100_000 else "flat"
+            first_stage = auto_first_stage(stages, self.num_vectors, cascade.config.input_dim, self.use_faiss)
+        if first_stage in ("pq", "hnsw") and not self.use_faiss:
+            raise ValueError(
+                f"first_stage={first_stage!r} is a FAISS index: install faiss (and leave use_faiss unset or True)."
+            )
+        if first_stage == "exact" and stages[-1] != cascade.config.input_dim:
+            raise ValueError(
+                f"first_stage='exact' searches the full teacher vectors: the stages {list(stages)} must end in the "
+                f"teacher dim {cascade.config.input_dim}."
+            )
         if first_stage == "pq":
-            if not self.use_faiss:
-                raise ValueError(
-                    "first_stage='pq' is a FAISS index: install faiss (and leave use_faiss unset or True)."
-                )
             if len(stages) < 2:
                 raise ValueError(
                     "first_stage='pq' needs a later stage to re-score its shortlist; give two stages or more."
@@ -185,8 +235,14 @@ class CascadeIndex:
                 )
         self.first_stage = first_stage
         self._flat = self._faiss_index = None
-        if first_stage == "pq":
-            self._faiss_index = pq_index if pq_index is not None else train_pq(self._first_stage_vectors())
+        if first_stage == "exact":
+            pass  # searches self._vectors["teacher"] directly
+        elif first_stage_index is not None:
+            self._faiss_index = first_stage_index
+        elif first_stage == "pq":
+            self._faiss_index = train_pq(self._first_stage_vectors())
+        elif first_stage == "hnsw":
+            self._faiss_index = train_hnsw(self._first_stage_vectors(), self.hnsw_neighbors, self.hnsw_ef_construction)
         elif self.use_faiss:
             import faiss
 
@@ -218,6 +274,36 @@ class CascadeIndex:
             f"CascadeIndex(num_vectors={self.num_vectors}, stages={self.stages}, dtype={self.dtype!r}, "
             f"first_stage={self.first_stage!r}, use_faiss={self.use_faiss})"
         )
+
+    def memory_footprint(self) -> dict[str, float]:
+        """Bytes the index holds in RAM (the first-stage structure, vectors loaded into memory, prefix norms) and reads
+        from memory-mapped files on disk (vectors of an index loaded with `mmap=True`, except the teacher vectors
+        that an `"exact"` first stage scans for every query), in all and per document.
+
+        Returns:
+            `dict` with `ram_bytes`, `disk_bytes`, `ram_bytes_per_document` and `disk_bytes_per_document`.
+        """
+        ram = disk = 0
+        for name, array in self._vectors.items():
+            # an "exact" first stage scans the teacher vectors for every query: they belong in RAM even when mapped
+            if isinstance(array, np.memmap) and not (name == "teacher" and self.first_stage == "exact"):
+                disk += array.nbytes
+            else:
+                ram += array.nbytes
+        ram += sum(norms.nbytes for norms in self._inverse_norms.values())
+        ram += 0 if self._flat is None or self._flat is self._vectors.get("teacher") else self._flat.nbytes
+        ram += 0 if self._faiss_index is None else faiss_index_bytes(self._faiss_index)
+        return {
+            "ram_bytes": ram,
+            "disk_bytes": disk,
+            "ram_bytes_per_document": ram / self.num_vectors,
+            "disk_bytes_per_document": disk / self.num_vectors,
+        }
+
+    @property
+    def bytes_per_document(self) -> float:
+        """RAM bytes per document (see [`memory_footprint`])."""
+        return self.memory_footprint()["ram_bytes_per_document"]
 
     def embed_queries(self, queries: np.ndarray | Sequence[str] | str) -> np.ndarray:
         """Normalised teacher embeddings of the queries; texts are embedded by the teacher with the config's
@@ -286,6 +372,8 @@ class CascadeIndex:
         """
         keeps = (*self._check_search_sizes(k, shortlist), k)
         queries = self.embed_queries(queries)
+        if self.first_stage == "exact":
+            return self._exact_top_k(queries, k)
         ids = np.empty((len(queries), k), dtype=np.int64)
         scores = np.empty((len(queries), k), dtype=np.float32)
         for start in range(0, len(queries), batch_size):
@@ -312,8 +400,23 @@ class CascadeIndex:
     def _first_stage_search(self, queries: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray | None]:
         if keep >= self.num_vectors and len(self.stages) > 1:
             return np.broadcast_to(np.arange(self.num_vectors), (len(queries), self.num_vectors)), None
+        queries = np.ascontiguousarray(queries)
+        if self.first_stage == "hnsw":
+            import faiss
+
+            params = faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, keep))
+            scores, ids = self._faiss_index.search(queries, keep, params=params)
+            missing = np.flatnonzero((ids < 0).any(axis=1))
+            if missing.size:  # the graph search met fewer than `keep` documents: explore the whole graph for those
+                params = faiss.SearchParametersHNSW(efSearch=self.num_vectors)
+                scores[missing], ids[missing] = self._faiss_index.search(queries[missing], keep, params=params)
+                if (ids < 0).any():
+                    raise RuntimeError(
+                        f"The HNSW graph reaches fewer than {keep} of the {self.num_vectors} documents."
+                    )
+            return ids.astype(np.int64, copy=False), scores
         if self._faiss_index is not None:
-            scores, ids = self._faiss_index.search(np.ascontiguousarray(queries), keep)
+            scores, ids = self._faiss_index.search(queries, keep)
             return ids.astype(np.int64, copy=False), scores
         return blockwise_search(queries, self._flat, keep)
 
@@ -352,12 +455,15 @@ class CascadeIndex:
                 f"it with stages ending in the teacher dim {self.cascade.config.input_dim}, or pass exact_ids."
             )
         self._check_search_sizes(k, (k,) * (len(self.stages) - 1))
-        queries = self.embed_queries(queries)
+        return self._exact_top_k(self.embed_queries(queries), k)
+
+    def _exact_top_k(self, queries: np.ndarray, k: int) -> SearchResult:
+        """Exact top-`k` of unit `queries` against the stored teacher vectors (FAISS's BLAS scan for float32)."""
         teacher = self._vectors["teacher"]
         if self.use_faiss and teacher.dtype == np.float32:
             import faiss
 
-            scores, ids = faiss.knn(queries, teacher, k, metric=faiss.METRIC_INNER_PRODUCT)
+            scores, ids = faiss.knn(queries, np.ascontiguousarray(teacher), k, metric=faiss.METRIC_INNER_PRODUCT)
             return SearchResult(ids.astype(np.int64), scores)
         return SearchResult(*blockwise_search(queries, teacher, k))
 
@@ -391,16 +497,20 @@ class CascadeIndex:
         save_index(self, save_directory)
 
     @classmethod
-    def load(cls, load_directory: str | os.PathLike, use_faiss: bool | None = None, teacher=None) -> CascadeIndex:
+    def load(
+        cls, load_directory: str | os.PathLike, use_faiss: bool | None = None, teacher=None, mmap: bool = False
+    ) -> CascadeIndex:
         """Read an index written by [`save`]; nothing is unpickled.
 
         Args:
             load_directory (`str` or `os.PathLike`): The folder.
-            use_faiss (`bool`, *optional*): As in the constructor. An index saved with a `"pq"` first stage falls back
-                to a flat one (with a warning) where FAISS is not used.
+            use_faiss (`bool`, *optional*): As in the constructor. An index saved with a `"pq"` or `"hnsw"` first
+                stage falls back to a flat one (with a warning) where FAISS is not used.
             teacher (`Teacher`, *optional*): As in the constructor.
+            mmap (`bool`, defaults to `False`): Keep the stored vectors memory-mapped on disk instead of reading them
+                into RAM; only the first stage's search structure is loaded (the same hits, RAM for the first stage).
         """
-        parts = load_index_parts(load_directory, use_faiss)
+        parts = load_index_parts(load_directory, use_faiss, mmap=mmap)
         index = cls.__new__(cls)
         index._setup(**parts, use_faiss=use_faiss, teacher=teacher)
         return index

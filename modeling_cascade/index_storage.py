@@ -1,5 +1,5 @@
 """Saving and loading a `CascadeIndex` without pickle: `index_config.json`, `vectors.safetensors` (the stage vectors,
-and a FAISS PQ first stage as bytes) and the cascade in `cascade/`."""
+and a FAISS PQ or HNSW first stage as bytes) and the cascade in `cascade/`. Loading can memory-map the vectors."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ CASCADE_DIR = "cascade"
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float16")
 PQ_ARRAY = "first_stage_pq"
+HNSW_ARRAY = "first_stage_hnsw"
+# first stages stored as a FAISS index serialised by FAISS itself (bytes in a uint8 array, never pickled)
+FAISS_ARRAYS = {"pq": PQ_ARRAY, "hnsw": HNSW_ARRAY}
+SAVED_FIRST_STAGES = ("exact", "flat", "hnsw", "pq")
+SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "U8": np.uint8}
 
 
 def check_stages(cascade: CascadeModel, stages: Sequence[int]) -> tuple[int, ...]:
@@ -79,7 +84,7 @@ def read_index_config(path: Path) -> dict:
         "num_vectors": lambda value: isinstance(value, int) and value > 0,
         "stages": lambda value: isinstance(value, list) and all(isinstance(dim, int) for dim in value),
         "dtype": lambda value: value in DTYPES,
-        "first_stage": lambda value: value in ("flat", "pq"),
+        "first_stage": lambda value: value in SAVED_FIRST_STAGES,
         "arrays": lambda value: isinstance(value, dict),
     }
     for key, check in checks.items():
@@ -95,10 +100,10 @@ def save_index(index, save_directory: str | os.PathLike) -> None:
     save_directory = Path(save_directory)
     save_directory.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(index._vectors)
-    if index.first_stage == "pq":
+    if index.first_stage in FAISS_ARRAYS:
         import faiss
 
-        arrays[PQ_ARRAY] = faiss.serialize_index(index._faiss_index)
+        arrays[FAISS_ARRAYS[index.first_stage]] = faiss.serialize_index(index._faiss_index)
     index_config = {
         "format_version": FORMAT_VERSION,
         "num_vectors": index.num_vectors,
@@ -106,6 +111,11 @@ def save_index(index, save_directory: str | os.PathLike) -> None:
         "dtype": index.dtype,
         "first_stage": index.first_stage,
         "arrays": {name: list(array.shape) for name, array in arrays.items()},
+        "hnsw": {
+            "neighbors": index.hnsw_neighbors,
+            "ef_construction": index.hnsw_ef_construction,
+            "ef_search": index.hnsw_ef_search,
+        },
     }
     with atomic_directory(save_directory) as temporary:
         index.cascade.save_pretrained(temporary / CASCADE_DIR, create_model_card=False)  # not a Hub model folder
@@ -114,14 +124,46 @@ def save_index(index, save_directory: str | os.PathLike) -> None:
     logger.info(f"Saved {index!r} to {save_directory}")
 
 
-def load_index_parts(load_directory: str | os.PathLike, use_faiss: bool | None = None) -> dict[str, Any]:
-    """Read and check what [`save_index`] wrote: the cascade, stages, stored vectors, dtype, first stage and (for a
-    `"pq"` first stage where FAISS is used) the PQ index; nothing is unpickled.
+def memory_map_safetensors(path: Path) -> dict[str, np.memmap]:
+    """The arrays of a safetensors file as read-only `np.memmap`s (nothing read into RAM until used), from the
+    file's JSON header of dtypes, shapes and byte offsets."""
+    with open(path, "rb") as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        if not 0 < header_size <= path.stat().st_size - 8:
+            raise ValueError(f"{str(path)!r} is not a readable safetensors file (header size {header_size}).")
+        try:
+            header = json.loads(file.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{str(path)!r} is not a readable safetensors file ({error}).") from None
+    arrays = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry.get("dtype") not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{str(path)!r}: array {name!r} has dtype {entry.get('dtype')!r}, not one an index uses.")
+        start, stop = entry["data_offsets"]
+        dtype = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
+        shape = tuple(entry["shape"])
+        if stop - start != dtype.itemsize * int(np.prod(shape)) or 8 + header_size + stop > path.stat().st_size:
+            raise ValueError(f"{str(path)!r}: array {name!r} does not fit its byte range; the file is truncated.")
+        if stop == start:
+            arrays[name] = np.empty(shape, dtype)  # np.memmap refuses empty arrays
+            continue
+        arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + header_size + start, shape=shape)
+    return arrays
+
+
+def load_index_parts(
+    load_directory: str | os.PathLike, use_faiss: bool | None = None, mmap: bool = False
+) -> dict[str, Any]:
+    """Read and check what [`save_index`] wrote: the cascade, stages, stored vectors, dtype, first stage, HNSW
+    parameters and (for a `"pq"` or `"hnsw"` first stage where FAISS is used) the FAISS index; nothing is unpickled.
 
     Args:
         load_directory (`str` or `os.PathLike`): The folder.
-        use_faiss (`bool`, *optional*): As in `CascadeIndex`. An index saved with a `"pq"` first stage falls back to
-            a flat one (with a warning) where FAISS is not used.
+        use_faiss (`bool`, *optional*): As in `CascadeIndex`. An index saved with a `"pq"` or `"hnsw"` first stage
+            falls back to a flat one (with a warning) where FAISS is not used.
+        mmap (`bool`, defaults to `False`): Return the stored vectors as read-only memory maps of the file.
     """
     load_directory = Path(load_directory)
     config_path = load_directory / INDEX_CONFIG_FILE
@@ -140,7 +182,7 @@ def load_index_parts(load_directory: str | os.PathLike, use_faiss: bool | None =
     if not vectors_path.is_file():
         raise FileNotFoundError(f"{str(vectors_path)!r} not found: the saved CascadeIndex is incomplete.")
     try:
-        arrays = load_file(vectors_path)
+        arrays = memory_map_safetensors(vectors_path) if mmap else load_file(vectors_path)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{str(vectors_path)!r} is not a readable safetensors file ({error}).") from error
     shapes = {name: list(array.shape) for name, array in arrays.items()}
@@ -152,7 +194,7 @@ def load_index_parts(load_directory: str | os.PathLike, use_faiss: bool | None =
     stages = check_stages(cascade, index_config["stages"])
     expected = expected_arrays(cascade, stages, index_config["num_vectors"])
     for name, array in arrays.items():
-        if name == PQ_ARRAY:
+        if name in FAISS_ARRAYS.values():
             continue
         if name not in expected or list(array.shape) != expected[name] or array.dtype != index_config["dtype"]:
             raise ValueError(
@@ -160,34 +202,53 @@ def load_index_parts(load_directory: str | os.PathLike, use_faiss: bool | None =
                 f"stages {list(stages)} of {index_config['num_vectors']} {index_config['dtype']} vectors "
                 f"(expected {expected}); rebuild the index."
             )
+    first_stage = index_config["first_stage"]
+    faiss_array = FAISS_ARRAYS.get(first_stage)
     missing = sorted(set(expected) - set(arrays))
-    if missing or (index_config["first_stage"] == "pq") != (PQ_ARRAY in arrays):
+    stray = sorted(name for name in FAISS_ARRAYS.values() if name in arrays and name != faiss_array)
+    if missing or stray or (faiss_array is not None and faiss_array not in arrays):
         raise ValueError(
-            f"{str(vectors_path)!r} lacks arrays {missing or [PQ_ARRAY]} for stages {list(stages)} and first "
-            f"stage {index_config['first_stage']!r}; rebuild the index."
+            f"{str(vectors_path)!r} lacks arrays {missing or [faiss_array]} or holds stray {stray} for stages "
+            f"{list(stages)} and first stage {first_stage!r}; rebuild the index."
         )
-    pq_bytes = arrays.pop(PQ_ARRAY, None)
-    first_stage, pq_index = index_config["first_stage"], None
-    if first_stage == "pq" and (use_faiss is False or not faiss_available()):
-        logger.warning("This index was saved with a FAISS 'pq' first stage, but FAISS is not used: using 'flat'.")
+    index_bytes = arrays.pop(faiss_array, None) if faiss_array else None
+    first_stage_index = None
+    if faiss_array and (use_faiss is False or not faiss_available()):
+        logger.warning(
+            f"This index was saved with a FAISS {first_stage!r} first stage, but FAISS is not used: using 'flat'."
+        )
         first_stage = "flat"
-    elif first_stage == "pq":
-        import faiss
-
-        try:
-            pq_index = faiss.deserialize_index(pq_bytes)
-        except RuntimeError as error:
-            raise ValueError(f"{str(vectors_path)!r}: the FAISS array {PQ_ARRAY!r} is corrupt ({error}).") from None
-        if pq_index.ntotal != index_config["num_vectors"] or pq_index.d != stages[0]:
-            raise ValueError(
-                f"{str(vectors_path)!r}: the FAISS array {PQ_ARRAY!r} holds {pq_index.ntotal} x {pq_index.d} "
-                f"codes, not {index_config['num_vectors']} x {stages[0]}; rebuild the index."
-            )
+    elif faiss_array:
+        first_stage_index = read_faiss_index(
+            index_bytes, first_stage, index_config["num_vectors"], stages[0], vectors_path
+        )
+    hnsw = index_config.get("hnsw", {})
     return {
         "cascade": cascade,
         "stages": stages,
         "vectors": arrays,
         "dtype": index_config["dtype"],
         "first_stage": first_stage,
-        "pq_index": pq_index,
+        "hnsw": hnsw if isinstance(hnsw, dict) else {},
+        "first_stage_index": first_stage_index,
     }
+
+
+def read_faiss_index(index_bytes: np.ndarray, first_stage: str, num_vectors: int, dim: int, vectors_path: Path):
+    """Deserialise (with FAISS's own format) and check the first-stage FAISS index stored in `vectors_path`."""
+    import faiss
+
+    name = FAISS_ARRAYS[first_stage]
+    try:
+        index = faiss.deserialize_index(np.ascontiguousarray(index_bytes))
+    except RuntimeError as error:
+        raise ValueError(f"{str(vectors_path)!r}: the FAISS array {name!r} is corrupt ({error}).") from None
+    kind = faiss.IndexHNSW if first_stage == "hnsw" else faiss.IndexPQFastScan
+    if not isinstance(index, kind):
+        raise ValueError(f"{str(vectors_path)!r}: the FAISS array {name!r} holds a {type(index).__name__}.")
+    if index.ntotal != num_vectors or index.d != dim:
+        raise ValueError(
+            f"{str(vectors_path)!r}: the FAISS array {name!r} holds {index.ntotal} x {index.d} "
+            f"codes, not {num_vectors} x {dim}; rebuild the index."
+        )
+    return index

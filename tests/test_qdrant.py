@@ -36,7 +36,9 @@ def queries() -> np.ndarray:
 @pytest.fixture(scope="module")
 def index(corpus) -> CascadeIndex:
     """A nested cascade searched 32 -> 128 -> 384 (the teacher dim)."""
-    return CascadeIndex(make_cascade(corpus, target_dims=(128, 64, 32)), corpus, stages=(32, 128, 384))
+    return CascadeIndex(
+        make_cascade(corpus, target_dims=(128, 64, 32)), corpus, stages=(32, 128, 384), first_stage="flat"
+    )
 
 
 def assert_same_hits(expected, found) -> None:
@@ -55,7 +57,11 @@ def assert_same_hits(expected, found) -> None:
 )
 def test_hits_equal_cascade_index(corpus, queries, strategy, stages, dtype, shortlists):
     index = CascadeIndex(
-        make_cascade(corpus, target_dims=(128, 64, 32), strategy=strategy), corpus, stages=stages, dtype=dtype
+        make_cascade(corpus, target_dims=(128, 64, 32), strategy=strategy),
+        corpus,
+        stages=stages,
+        dtype=dtype,
+        first_stage="flat",  # the coarse-to-fine path that Qdrant's nested prefetch mirrors (auto searches exactly here)
     )
     searched = index.to_qdrant(QdrantClient(":memory:"), "scifact")
     assert isinstance(searched, QdrantCascadeIndex) and len(searched) == 400 and searched.stages == stages
@@ -86,7 +92,7 @@ def test_what_is_stored(index, corpus):
 
 def test_resume_after_a_kill_in_local_path_mode(tmp_path, index, corpus, queries, monkeypatch):
     # local path mode commits every point to SQLite (slow), so this index is small
-    small = CascadeIndex(index.cascade, corpus[:120], stages=index.stages)
+    small = CascadeIndex(index.cascade, corpus[:120], stages=index.stages, first_stage="flat")
     expected = small.search(queries, k=10, shortlist=(60, 20))
     path = str(tmp_path / "qdrant")
     written = []
@@ -159,7 +165,7 @@ def test_existing_collection_is_left_untouched_unless_recreate(index, corpus, qu
     assert client.retrieve("taken", [0])[0].payload == {"mine": True}  # untouched
 
     # the same sizes, written from another corpus: refused too
-    other = CascadeIndex(index.cascade, corpus[::-1], stages=index.stages)
+    other = CascadeIndex(index.cascade, corpus[::-1], stages=index.stages, first_stage="flat")
     other.to_qdrant(client, "other_corpus")
     with pytest.raises(ValueError, match=r"was not written from this index \(its \['vectors_sha256'\] differ\)"):
         index.to_qdrant(client, "other_corpus")
@@ -171,7 +177,7 @@ def test_existing_collection_is_left_untouched_unless_recreate(index, corpus, qu
 
 def test_cli(tmp_path, index, corpus, queries, capsys, monkeypatch):
     corpus = corpus[:150]  # local path mode commits every point to SQLite (slow)
-    index = CascadeIndex(index.cascade, corpus, stages=index.stages)
+    index = CascadeIndex(index.cascade, corpus, stages=index.stages, first_stage="flat")
     index.cascade.save_pretrained(tmp_path / "cascade")
     np.save(tmp_path / "corpus.npy", corpus)
     np.save(tmp_path / "queries.npy", queries[:2])

@@ -10,7 +10,14 @@ from conftest import SHARED_DATA, require_shared
 from modeling_cascade import CascadeConfig, CascadeModel, index_storage
 from modeling_cascade.array_utils import faiss_available
 from modeling_cascade.commands import search as search_module
-from modeling_cascade.index import CascadeIndex, SearchResult, default_shortlist, default_stages
+from modeling_cascade.index import (
+    AUTO_EXACT_BELOW,
+    CascadeIndex,
+    SearchResult,
+    auto_first_stage,
+    default_shortlist,
+    default_stages,
+)
 
 
 requires_faiss = pytest.mark.skipif(not faiss_available(), reason="needs faiss (pip install modeling-cascade[faiss])")
@@ -52,9 +59,22 @@ def queries() -> np.ndarray:
 
 
 @pytest.mark.parametrize("strategy", ["nested", "direct", "chained"])
-@pytest.mark.parametrize("use_faiss", [False, pytest.param(True, marks=requires_faiss)])
-def test_shortlist_covering_the_corpus_is_exact(corpus, queries, strategy, use_faiss):
-    index = CascadeIndex(make_cascade(corpus, strategy=strategy), corpus, stages=(8, 16, 32), use_faiss=use_faiss)
+@pytest.mark.parametrize(
+    "use_faiss, first_stage",
+    [
+        (False, "flat"),
+        (False, "exact"),
+        pytest.param(True, "flat", marks=requires_faiss),
+        pytest.param(True, "exact", marks=requires_faiss),
+        pytest.param(True, "hnsw", marks=requires_faiss),
+        pytest.param(True, "pq", marks=requires_faiss),
+    ],
+)
+def test_shortlist_covering_the_corpus_is_exact(corpus, queries, strategy, use_faiss, first_stage):
+    """Every first stage gives the exact hits when its shortlist covers the corpus."""
+    cascade = make_cascade(corpus, strategy=strategy)
+    index = CascadeIndex(cascade, corpus, stages=(8, 16, 32), use_faiss=use_faiss, first_stage=first_stage)
+    assert index.first_stage == first_stage
     result = index.search(queries, k=10, shortlist=(len(corpus), 5000))
     assert isinstance(result, SearchResult) and result.ids.shape == result.scores.shape == (len(queries), 10)
     ids, scores = exact_top_k(queries, corpus, 10)
@@ -88,22 +108,51 @@ def test_defaults():
     assert default_shortlist(3, 4_000_000, first_stage="pq") == (2000, 200)
     assert default_shortlist(2, 50, k=20) == (50,)
     assert default_shortlist(2, 5_000, k=300) == (300,)
+    assert default_shortlist(2, 1_000_000, first_stage="hnsw") == (100,)
+    assert default_shortlist(3, 3_000_000, first_stage="hnsw") == (300, 30)
+    # auto: exact below AUTO_EXACT_BELOW documents (when the teacher dim is a stage), HNSW above where FAISS is used
+    assert auto_first_stage((128, 768), AUTO_EXACT_BELOW - 1, 768, use_faiss=True) == "exact"
+    assert auto_first_stage((128, 768), AUTO_EXACT_BELOW, 768, use_faiss=True) == "hnsw"
+    assert auto_first_stage((128, 768), AUTO_EXACT_BELOW, 768, use_faiss=False) == "flat"
+    assert auto_first_stage((64, 128), 100, 768, use_faiss=True) == "hnsw"  # no teacher vectors to search exactly
+    assert auto_first_stage((128,), 10**6, 768, use_faiss=True) == "flat"  # nothing re-scores an HNSW shortlist
 
 
 def test_recall_on_real_scifact(scifact_embeddings):
     """Real SciFact abstracts and claims (MiniLM): the default stages and shortlist keep recall@10 >= 0.99."""
     queries = np.load(require_shared(SHARED_DATA / "embeddings" / "scifact_queries_all-MiniLM-L6-v2.npy"))[:300]
-    index = CascadeIndex(make_cascade(scifact_embeddings, target_dims=(256, 128, 64, 32)), scifact_embeddings)
-    assert index.stages == (128, 384) and index.first_stage == "flat"
-    assert index.recall(queries, k=10) >= 0.99
-    assert index.recall(queries, k=10, shortlist=len(scifact_embeddings)) == 1.0
+    cascade = make_cascade(scifact_embeddings, target_dims=(256, 128, 64, 32))
+    index = CascadeIndex(cascade, scifact_embeddings)
+    assert index.stages == (128, 384) and index.first_stage == "exact"  # 5,183 documents: auto searches exactly
+    assert index.recall(queries, k=10) == 1.0
+    flat = CascadeIndex(cascade, scifact_embeddings, first_stage="flat")
+    assert flat.recall(queries, k=10) >= 0.99
+    assert flat.recall(queries, k=10, shortlist=len(scifact_embeddings)) == 1.0
+
+
+@requires_faiss
+def test_hnsw_recall_on_real_scifact(scifact_embeddings):
+    """Real SciFact (MiniLM): an HNSW graph over the 128-dim stage with its default shortlist keeps recall@10 >= 0.99,
+    and at least the recall of the exact 128-dim scan with the same shortlist (less a little for the graph)."""
+    queries = np.load(require_shared(SHARED_DATA / "embeddings" / "scifact_queries_all-MiniLM-L6-v2.npy"))[:300]
+    cascade = make_cascade(scifact_embeddings, target_dims=(256, 128, 64, 32))
+    index = CascadeIndex(cascade, scifact_embeddings, first_stage="hnsw")
+    flat = CascadeIndex(cascade, scifact_embeddings, first_stage="flat")
+    assert index.default_shortlist() == (100,)
+    hnsw_recall = index.recall(queries, k=10)
+    assert hnsw_recall >= 0.99 and hnsw_recall >= flat.recall(queries, k=10) - 0.005
+    footprint = index.memory_footprint()
+    # 128 float32 dims in the graph's storage and in the stage matrix, 384 teacher dims, and the graph's links
+    assert footprint["disk_bytes"] == 0
+    assert 4 * (128 + 128 + 384) + 4 * 32 < footprint["ram_bytes_per_document"] < 4 * (128 + 128 + 384) + 4 * 200
+    assert index.bytes_per_document == footprint["ram_bytes_per_document"]
 
 
 @requires_faiss
 def test_numpy_and_faiss_give_the_same_hits(corpus, queries):
     cascade = make_cascade(corpus)
-    with_faiss = CascadeIndex(cascade, corpus, stages=(8, 16, 32), use_faiss=True)
-    with_numpy = CascadeIndex(cascade, corpus, stages=(8, 16, 32), use_faiss=False)
+    with_faiss = CascadeIndex(cascade, corpus, stages=(8, 16, 32), use_faiss=True, first_stage="flat")
+    with_numpy = CascadeIndex(cascade, corpus, stages=(8, 16, 32), use_faiss=False, first_stage="flat")
     assert with_faiss._faiss_index is not None and with_numpy._faiss_index is None
     for shortlist in [(60, 20), (200, 50), (30, 10)]:
         faiss_result = with_faiss.search(queries, k=10, shortlist=shortlist)
@@ -133,15 +182,22 @@ def test_pq_first_stage(corpus, queries):
         CascadeIndex(make_cascade(corpus), corpus, stages=(16, 32), first_stage="pq", use_faiss=False)
 
 
+@pytest.mark.parametrize("mmap", [False, True])
 @pytest.mark.parametrize(
     "options",
     [
         {"stages": (8, 16, 32)},
         {"stages": (8, 32), "dtype": "float16", "use_faiss": False},
+        {"stages": (8, 32), "first_stage": "exact", "use_faiss": False},
         pytest.param({"stages": (16, 32), "first_stage": "pq"}, marks=requires_faiss),
+        pytest.param(
+            {"stages": (8, 16, 32), "first_stage": "hnsw", "hnsw_neighbors": 8, "hnsw_ef_search": 40},
+            marks=requires_faiss,
+        ),
     ],
 )
-def test_save_load_identity(tmp_path, corpus, queries, options):
+def test_save_load_identity(tmp_path, corpus, queries, options, mmap):
+    """Saved and loaded (into RAM or memory-mapped), an index gives the same hits; nothing is pickled."""
     index = CascadeIndex(
         make_cascade(corpus, strategy="direct" if "dtype" in options else "nested"), corpus, **options
     )
@@ -153,8 +209,18 @@ def test_save_load_identity(tmp_path, corpus, queries, options):
     ]
     # weights in safetensors, config in JSON, and the modelling code (.py) for trust_remote_code: nothing pickled
     assert {path.suffix for path in (tmp_path / "index" / "cascade").iterdir()} <= {".json", ".safetensors", ".py"}
-    loaded = CascadeIndex.load(tmp_path / "index", use_faiss=options.get("use_faiss"))  # a runtime choice, not saved
+    # use_faiss is a runtime choice, not saved
+    loaded = CascadeIndex.load(tmp_path / "index", use_faiss=options.get("use_faiss"), mmap=mmap)
     assert repr(loaded) == repr(index)
+    assert (loaded.hnsw_neighbors, loaded.hnsw_ef_search) == (index.hnsw_neighbors, index.hnsw_ef_search)
+    # mapped vectors stay on disk, except the teacher vectors an exact first stage scans for every query
+    stored = sum(
+        array.nbytes
+        for name, array in index._vectors.items()
+        if not (name == "teacher" and index.first_stage == "exact")
+    )
+    assert loaded.memory_footprint()["disk_bytes"] == (stored if mmap else 0)
+    assert all(isinstance(array, np.memmap) == mmap for array in loaded._vectors.values())
     for shortlist in [(100, 30), (600, 600)] if len(index.stages) == 3 else [150, 600]:
         before, after = (
             index.search(queries, k=8, shortlist=shortlist),
@@ -168,8 +234,9 @@ def test_save_load_identity(tmp_path, corpus, queries, options):
 
 
 @requires_faiss
-def test_pq_index_loads_flat_without_faiss(tmp_path, corpus, queries, caplog):
-    index = CascadeIndex(make_cascade(corpus), corpus, stages=(16, 32), first_stage="pq")
+@pytest.mark.parametrize("first_stage", ["pq", "hnsw"])
+def test_faiss_first_stage_loads_flat_without_faiss(tmp_path, corpus, queries, caplog, first_stage):
+    index = CascadeIndex(make_cascade(corpus), corpus, stages=(16, 32), first_stage=first_stage)
     index.save(tmp_path / "index")
     loaded = CascadeIndex.load(tmp_path / "index", use_faiss=False)
     assert loaded.first_stage == "flat" and not loaded.use_faiss
@@ -200,7 +267,32 @@ def test_save_is_atomic(tmp_path, corpus, queries, monkeypatch):
 def test_bad_input(tmp_path, corpus, queries):
     cascade = make_cascade(corpus)
     index = CascadeIndex(cascade, corpus, stages=(8, 16, 32))
+    nan_queries = queries.copy()
+    nan_queries[3, 5] = np.nan
+    first_stages = ["exact", "flat"] + (["hnsw", "pq"] if faiss_available() else [])
+    for first_stage in first_stages:  # the same checks before every first stage
+        other = CascadeIndex(cascade, corpus, stages=(8, 32), first_stage=first_stage)
+        for call, message in [
+            (
+                lambda other=other: other.search(queries, k=601),
+                "k=601 is larger than the corpus: the index holds 600 documents",
+            ),
+            (
+                lambda other=other: other.search(queries[:, :16], k=5),
+                "query embeddings have dim 16, but the cascade reads 32-dim",
+            ),
+            (
+                lambda other=other: other.search(nan_queries, k=5),
+                r"query embeddings have 1 row\(s\) with NaN or inf .*row 3",
+            ),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                call()
     cases = [
+        (lambda: CascadeIndex(cascade, corpus, stages=(8, 16), first_stage="exact"), "must end in the teacher dim 32"),
+        (lambda: CascadeIndex(cascade, corpus, first_stage="hnsw", hnsw_neighbors=0), "hnsw_neighbors must be a"),
+        (lambda: CascadeIndex(cascade, corpus, first_stage="ivf"), "first_stage must be one of"),
+        (lambda: CascadeIndex(cascade, corpus, first_stage="hnsw", use_faiss=False), "'hnsw' is a FAISS index"),
         (lambda: index.search(queries, k=601), "k=601 is larger than the corpus: the index holds 600 documents"),
         (lambda: index.search(queries, k=0), "k must be a positive integer"),
         (lambda: index.search(queries[:, :16], k=5), "query embeddings have dim 16, but the cascade reads 32-dim"),
@@ -269,7 +361,7 @@ def test_cli(tmp_path, corpus, queries, capsys):
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": f"text {i}"}) + "\n" for i in range(600)))
     again = search_module.main(
         ["--index_dir", str(tmp_path / "index"), "--corpus_file", str(tmp_path / "corpus.jsonl"),
-         "--query_embeddings", str(tmp_path / "queries.npy"), "--k", "3", "--shortlist", "600"]
+         "--query_embeddings", str(tmp_path / "queries.npy"), "--k", "3", "--shortlist", "600", "--mmap"]
     )  # fmt: skip
     np.testing.assert_array_equal(again.ids, result.ids)
     assert f"text {result.ids[0, 0]}" in capsys.readouterr().out

@@ -64,6 +64,12 @@ class SearchArguments:
     )
     qdrant_api_key: str | None = field(default=None, metadata={"help": "API key of the --qdrant_url server."})
     qdrant_collection: str = field(default="cascade", metadata={"help": "The Qdrant collection of the index."})
+    mmap: bool = field(
+        default=False,
+        metadata={
+            "help": "With --index_dir: keep the stored vectors memory-mapped on disk (RAM for the first stage)."
+        },
+    )
 
 
 def parse_int_list(text: str | None, flag: str) -> list[int] | None:
@@ -145,7 +151,7 @@ def search_and_print(args: SearchArguments, client) -> SearchResult:
         teacher = Teacher(args.teacher)
     texts = read_texts(args.corpus_file, args.text_column) if args.corpus_file else None
     if args.index_dir is not None:
-        index = CascadeIndex.load(args.index_dir, teacher=teacher)
+        index = CascadeIndex.load(args.index_dir, teacher=teacher, mmap=args.mmap)
     else:
         cascade = CascadeModel.from_pretrained(args.model_dir)
         options = {
