@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Quality of the default cascade against PCA and truncation on real queries, per dim, with the issue's targets.
 
-    python benchmarks/quality.py                                   # everything available (about 10-15 min on 2 cores)
+    python benchmarks/quality.py                                   # everything available (about 25 min on 2 idle cores)
     python benchmarks/quality.py --teachers minilm --datasets scifact --threads 1
     python benchmarks/quality.py --teachers minilm --datasets scifact --train_args "--kl_temperature 0.05"  # ablation
     python benchmarks/quality.py --datasets scifact_sentences --passage_rows 5000,15000,all  # gain against corpus size
