@@ -12,6 +12,7 @@ from modeling_cascade.array_utils import faiss_available
 from modeling_cascade.commands import search as search_module
 from modeling_cascade.index import (
     AUTO_EXACT_BELOW,
+    AUTO_PQ_FROM,
     CascadeIndex,
     SearchResult,
     auto_first_stage,
@@ -113,6 +114,8 @@ def test_defaults():
     # auto: exact below AUTO_EXACT_BELOW documents (when the teacher dim is a stage), HNSW above where FAISS is used
     assert auto_first_stage((128, 768), AUTO_EXACT_BELOW - 1, 768, use_faiss=True) == "exact"
     assert auto_first_stage((128, 768), AUTO_EXACT_BELOW, 768, use_faiss=True) == "hnsw"
+    assert auto_first_stage((128, 768), AUTO_PQ_FROM, 768, use_faiss=True) == "pq"  # HNSW fell below 0.99 at 1M
+    assert auto_first_stage((127, 768), AUTO_PQ_FROM, 768, use_faiss=True) == "hnsw"  # PQ needs an even dim
     assert auto_first_stage((128, 768), AUTO_EXACT_BELOW, 768, use_faiss=False) == "flat"
     assert auto_first_stage((64, 128), 100, 768, use_faiss=True) == "hnsw"  # no teacher vectors to search exactly
     assert auto_first_stage((128,), 10**6, 768, use_faiss=True) == "flat"  # nothing re-scores an HNSW shortlist
