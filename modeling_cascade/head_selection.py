@@ -6,8 +6,9 @@ head still gains. Heads of the `direct` strategy are independent maps of the tea
 from its own evaluation. `chained` heads read the previous head's output and `nested` heads are prefixes of one
 output, so their heads are chosen together, at the evaluation with the best mean over the dims.
 
-The callback keeps the chosen weights in memory, writes them into each checkpoint (`selected_heads.safetensors`) and
-its scores into `trainer_state.json`, so a resumed run selects as an uninterrupted one would.
+The callback keeps the chosen weights in memory, writes them into each checkpoint (`selected_heads.safetensors`, before
+the `trainer_state.json` that completes it) and its scores into `trainer_state.json`, so a resumed run selects as an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class HeadSelectionCallback(TrainerCallback, ExportableState):
         self.best_step: dict[int, int] = {}  # the global step it was reached at (0: the PCA start)
         self.best_epoch: dict[int, float] = {}
         self.weights: dict[int, dict[str, torch.Tensor]] = {}  # per head index, the chosen weights (on the CPU)
+        self._checkpoint: str | None = None  # the folder a checkpoint saved now goes to
 
     def scores(self, metrics: dict[str, float]) -> dict[int, float]:
         """Per dim, the value that ranks its candidates: its own metric, or the mean over the dims when `joint`."""
@@ -73,16 +75,22 @@ class HeadSelectionCallback(TrainerCallback, ExportableState):
                 name: tensor.detach().to("cpu", copy=True) for name, tensor in model.heads[index].state_dict().items()
             }
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if state.is_world_process_zero and self.weights:
-            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            if os.path.isdir(folder):
-                tensors = {f"{index}.{name}": t for index, head in self.weights.items() for name, t in head.items()}
-                save_file(tensors, os.path.join(folder, SELECTED_HEADS_FILE))
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
 
     def state(self) -> dict:
+        """The selection's scores, for the checkpoint's `trainer_state.json`.
+
+        The `Trainer` asks for it while saving a checkpoint, after the weights and before `trainer_state.json`, the
+        file that marks the checkpoint complete; so the chosen heads are written into the checkpoint here, and a kill
+        can never leave a complete checkpoint without them.
+        """
+        checkpoint = self._checkpoint
+        if self.weights and checkpoint is not None and os.path.isdir(checkpoint):
+            tensors = {f"{index}.{name}": t for index, head in self.weights.items() for name, t in head.items()}
+            save_file(tensors, os.path.join(checkpoint, SELECTED_HEADS_FILE))
         return {
-            "args": {"dims": self.dims, "metric": self.metric, "joint": self.joint},
+            "args": self._arguments(),
             "attributes": {
                 "best": {str(dim): value for dim, value in self.best.items()},
                 "best_step": {str(dim): step for dim, step in self.best_step.items()},
@@ -90,13 +98,16 @@ class HeadSelectionCallback(TrainerCallback, ExportableState):
             },
         }
 
+    def _arguments(self) -> dict:
+        return {"dims": self.dims, "metric": self.metric, "joint": self.joint}
+
     def restore(self, checkpoint: str) -> None:
         """Take up the selection saved in `checkpoint` (when it selected the same heads by the same metric); without
         it (a checkpoint of an older version), selection starts again from the checkpoint's weights."""
         with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as file:
             saved = json.load(file).get("stateful_callbacks", {}).get(type(self).__name__)
         weights_file = os.path.join(checkpoint, SELECTED_HEADS_FILE)
-        if not saved or saved["args"] != self.state()["args"] or not os.path.isfile(weights_file):
+        if not saved or saved["args"] != self._arguments() or not os.path.isfile(weights_file):
             logger.warning(
                 f"{checkpoint} holds no head selection by {self.metric}: each head is selected from the evaluations "
                 "after it, its PCA start no longer included."
