@@ -35,7 +35,7 @@ SELECTION_METRICS = ("overlap@10", "full_ranking_ndcg@10")
 class HeadSelectionCallback(TrainerCallback, ExportableState):
     """Keep, per head, the weights of the evaluation with the best validation `metric`.
 
-    Evaluate once before training (`trainer.evaluate()` at step 0) so that the PCA start competes. With `joint=True`
+    Evaluate once before training (`eval_on_start`, step 0) so that the PCA start competes. With `joint=True`
     (chained and nested cascades) all heads move together, chosen by the mean of the metric over the dims.
 
     Args:
@@ -129,15 +129,10 @@ class HeadSelectionCallback(TrainerCallback, ExportableState):
                 head.load_state_dict(self.weights[index])
 
     def selection(self) -> dict[int, dict[str, object]]:
-        """Per dim, what was chosen: `{"step": 120, "epoch": 12.0, "value": 0.81, "source": "epoch 12"}`, with
-        source `PCA start` when training never beat the start."""
+        """Per dim, what was chosen: `{"step": 120, "epoch": 12.0, "value": 0.81}`; step 0 is the PCA start (training
+        never beat it)."""
         return {
-            dim: {
-                "step": self.best_step[dim],
-                "epoch": self.best_epoch[dim],
-                "value": self.best[dim],
-                "source": PCA_START if self.best_step[dim] == 0 else f"step {self.best_step[dim]}",
-            }
+            dim: {"step": self.best_step[dim], "epoch": self.best_epoch[dim], "value": self.best[dim]}
             for dim in self.dims
             if dim in self.best
         }

@@ -24,7 +24,7 @@ from ..file_utils import (
     atomic_directory,
     atomic_path,
 )
-from ..head_selection import SELECTION_METRICS, HeadSelectionCallback
+from ..head_selection import PCA_START, SELECTION_METRICS, HeadSelectionCallback
 from ..hub import prepare_hub_push, push_model_folder, push_sentence_transformers, sentence_transformer_repo_ids
 from ..hub_checkpoints import HUB_CHECKPOINT_DIR, HubCheckpointCallback, download_hub_checkpoint, resolve_repo_id
 from ..matrix_rows import MatrixRows
@@ -275,7 +275,7 @@ def save_models(
         best_checkpoint = "each head's best evaluation"
         chosen = selection.selection()
         for dim, info in chosen.items():
-            source = info["source"] if info["step"] == 0 else f"epoch {info['epoch']:.2f} (step {info['step']})"
+            source = PCA_START if info["step"] == 0 else f"epoch {info['epoch']:.2f} (step {info['step']})"
             logger.info(f"Head {dim}: {source}, validation {selection.metric} {info['value']:.4f}")
         with card_step("record the head selection in best_model/'s card"):
             best_model.model_card_data = copy.deepcopy(trainer.model.model_card_data)
