@@ -24,6 +24,8 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import tqdm as hub_tqdm
+from tqdm.auto import tqdm as auto_tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
@@ -96,6 +98,7 @@ class HubCheckpointCallback(TrainerCallback):
         self.always_push = always_push
         self.api = HfApi(token=target.token)  # one client: its pushes run one after another, in order
         self.pushes: list[Future] = []
+        share_progress_bar_lock()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if not state.is_world_process_zero:
@@ -168,6 +171,17 @@ class HubCheckpointCallback(TrainerCallback):
             logger.info(f"Pushed {checkpoint} to {self.target.url} ({commit.oid})")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def share_progress_bar_lock() -> None:
+    """Make the upload bars of background pushes take the same lock as the Trainer's progress bar.
+
+    All tqdm bars share one registry of instances, guarded by each bar class's lock; `huggingface_hub` gives its bar
+    class a lock of its own, so an upload bar created in a push thread while the Trainer's bar writes a log line could
+    change the registry under the writer's iteration ("Set changed size during iteration", which ended a run). With
+    one lock for both classes, creating a bar and writing a line take turns.
+    """
+    hub_tqdm.set_lock(auto_tqdm.get_lock())
 
 
 def resolve_repo_id(repo_id: str, token: str | None = None) -> str:

@@ -198,3 +198,28 @@ def test_hub_resume_without_a_checkpoint_in_the_repo_says_so(tmp_path, embedding
     with pytest.raises(ValueError, match="no local folder 'last-checkpoint', and no Hub repo .* --hub_model_id"):
         train(tmp_path, embeddings_file, *resume)
     assert not (tmp_path / "out" / "final_model").exists()
+
+
+def test_push_progress_bars_wait_while_the_training_bar_writes():
+    """A push thread's upload bar is not created while the Trainer's bar writes a line (one lock for both), so
+    the bars' shared registry never changes under the writer's iteration."""
+    import threading
+
+    from huggingface_hub.utils import tqdm as hub_tqdm
+    from tqdm.auto import tqdm as auto_tqdm
+
+    from modeling_cascade.hub import HubTarget
+
+    HubCheckpointCallback(HubTarget(REPO_ID, token=TOKEN), "checkpoint")
+    created = threading.Event()
+
+    def upload_bar() -> None:
+        with hub_tqdm(total=1, disable=True):
+            created.set()
+
+    with auto_tqdm.external_write_mode():  # what `training_bar.write(...)` holds while it writes
+        thread = threading.Thread(target=upload_bar)
+        thread.start()
+        assert not created.wait(timeout=0.5), "the upload bar was created while the training bar wrote"
+    assert created.wait(timeout=10)
+    thread.join()
