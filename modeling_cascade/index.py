@@ -112,7 +112,80 @@ class SearchResult(NamedTuple):
     scores: np.ndarray
 
 
-class CascadeIndex:
+class CascadeQueries:
+    """The query side of a cascade index, shared by [`CascadeIndex`] and `QdrantCascadeIndex` so that both check `k`
+    and shortlists, embed text queries and project them to each stage with the same code.
+
+    Subclasses set `cascade`, `teacher` (or `None`), `stages`, `num_vectors` and `first_stage`.
+    """
+
+    cascade: CascadeModel
+    stages: tuple[int, ...]
+    num_vectors: int
+    first_stage: str
+
+    def __len__(self) -> int:
+        return self.num_vectors
+
+    def embed_queries(self, queries: np.ndarray | Sequence[str] | str) -> np.ndarray:
+        """Normalised teacher embeddings of the queries; texts are embedded by the teacher with the config's
+        `query_prefix`, embeddings are checked and normalised."""
+        if isinstance(queries, str):
+            queries = [queries]
+        if not isinstance(queries, np.ndarray) and len(queries) and all(isinstance(query, str) for query in queries):
+            queries = self.get_teacher().encode(list(queries), prefix=self.cascade.config.query_prefix)
+        queries = check_matrix(queries, self.cascade.config.input_dim, "query embeddings")
+        if len(queries) == 0:
+            raise ValueError("No queries: pass at least one query embedding or text.")
+        return normalize_rows(queries)
+
+    def get_teacher(self):
+        """The teacher that embeds texts: the one given, else the one named in the cascade's config (loaded once)."""
+        if self.teacher is None:
+            self.teacher = Teacher.from_config(self.cascade.config)
+        return self.teacher
+
+    def default_shortlist(self, k: int = 10) -> tuple[int, ...]:
+        """The shortlist [`search`] uses when none is given (see the module function [`default_shortlist`])."""
+        return default_shortlist(len(self.stages), self.num_vectors, k, self.first_stage)
+
+    def _check_search_sizes(self, k: int, shortlist: int | Sequence[int] | None) -> tuple[int, ...]:
+        """Validate `k` and the shortlist (or pick the default one); sizes above the corpus size are capped."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        if k > self.num_vectors:
+            raise ValueError(f"k={k} is larger than the corpus: the index holds {self.num_vectors} documents.")
+        if shortlist is None:
+            return self.default_shortlist(k)
+        shortlist = (shortlist,) if isinstance(shortlist, (int, np.integer)) else tuple(shortlist)
+        if len(shortlist) != len(self.stages) - 1:
+            raise ValueError(
+                f"shortlist {list(shortlist)} must give {len(self.stages) - 1} size(s), one per stage before the last "
+                f"(stages {list(self.stages)})."
+            )
+        for size in shortlist:
+            if size < k:
+                raise ValueError(f"shortlist size {size} is smaller than k={k}: every shortlist must keep at least k.")
+        capped = tuple(min(int(size), self.num_vectors) for size in shortlist)
+        if list(capped) != sorted(capped, reverse=True):
+            raise ValueError(f"shortlist sizes must not grow from one stage to the next, got {list(shortlist)}.")
+        return capped
+
+    def _project_queries(self, queries: np.ndarray) -> dict[int, np.ndarray]:
+        """The queries at every stage's dim, unit length (prefixes of the widest stage for a nested cascade, as
+        its stored vectors are)."""
+        config = self.cascade.config
+        vectors = {config.input_dim: queries}
+        cascade_dims = [dim for dim in self.stages if dim != config.input_dim]
+        if config.strategy == "nested" and cascade_dims:
+            widest = self.cascade.project(queries, max(cascade_dims))
+            vectors.update({dim: normalize_rows(widest[:, :dim]) for dim in cascade_dims})
+        else:
+            vectors.update({dim: self.cascade.project(queries, dim) for dim in cascade_dims})
+        return vectors
+
+
+class CascadeIndex(CascadeQueries):
     """A corpus stored at each stage of a cascade and searched coarse to fine.
 
     The first stage scores every document at the smallest dim and keeps a shortlist; each later stage re-scores the
@@ -273,9 +346,6 @@ class CascadeIndex:
             return self._vectors["teacher"]
         return self._vectors["nested"] if "nested" in self._vectors else self._vectors[f"stage_{dim}"]
 
-    def __len__(self) -> int:
-        return self.num_vectors
-
     def __repr__(self) -> str:
         return (
             f"CascadeIndex(num_vectors={self.num_vectors}, stages={self.stages}, dtype={self.dtype!r}, "
@@ -312,50 +382,6 @@ class CascadeIndex:
         """RAM bytes per document (see [`memory_footprint`])."""
         return self.memory_footprint()["ram_bytes_per_document"]
 
-    def embed_queries(self, queries: np.ndarray | Sequence[str] | str) -> np.ndarray:
-        """Normalised teacher embeddings of the queries; texts are embedded by the teacher with the config's
-        `query_prefix`, embeddings are checked and normalised."""
-        if isinstance(queries, str):
-            queries = [queries]
-        if not isinstance(queries, np.ndarray) and len(queries) and all(isinstance(query, str) for query in queries):
-            queries = self.get_teacher().encode(list(queries), prefix=self.cascade.config.query_prefix)
-        queries = check_matrix(queries, self.cascade.config.input_dim, "query embeddings")
-        if len(queries) == 0:
-            raise ValueError("No queries: pass at least one query embedding or text.")
-        return normalize_rows(queries)
-
-    def get_teacher(self):
-        """The teacher that embeds texts: the one given, else the one named in the cascade's config (loaded once)."""
-        if self.teacher is None:
-            self.teacher = Teacher.from_config(self.cascade.config)
-        return self.teacher
-
-    def default_shortlist(self, k: int = 10) -> tuple[int, ...]:
-        """The shortlist [`search`] uses when none is given (see the module function [`default_shortlist`])."""
-        return default_shortlist(len(self.stages), self.num_vectors, k, self.first_stage)
-
-    def _check_search_sizes(self, k: int, shortlist: int | Sequence[int] | None) -> tuple[int, ...]:
-        """Validate `k` and the shortlist (or pick the default one); sizes above the corpus size are capped."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
-        if k > self.num_vectors:
-            raise ValueError(f"k={k} is larger than the corpus: the index holds {self.num_vectors} documents.")
-        if shortlist is None:
-            return self.default_shortlist(k)
-        shortlist = (shortlist,) if isinstance(shortlist, (int, np.integer)) else tuple(shortlist)
-        if len(shortlist) != len(self.stages) - 1:
-            raise ValueError(
-                f"shortlist {list(shortlist)} must give {len(self.stages) - 1} size(s), one per stage before the last "
-                f"(stages {list(self.stages)})."
-            )
-        for size in shortlist:
-            if size < k:
-                raise ValueError(f"shortlist size {size} is smaller than k={k}: every shortlist must keep at least k.")
-        capped = tuple(min(int(size), self.num_vectors) for size in shortlist)
-        if list(capped) != sorted(capped, reverse=True):
-            raise ValueError(f"shortlist sizes must not grow from one stage to the next, got {list(shortlist)}.")
-        return capped
-
     def search(
         self,
         queries: np.ndarray | Sequence[str] | str,
@@ -391,18 +417,6 @@ class CascadeIndex:
                 candidates, candidate_scores = self._rescore(dim, query_vectors[dim], candidates, keep)
             ids[start:stop], scores[start:stop] = candidates, candidate_scores
         return SearchResult(ids, scores)
-
-    def _project_queries(self, queries: np.ndarray) -> dict[int, np.ndarray]:
-        """The queries at every stage's dim, unit length."""
-        config = self.cascade.config
-        vectors = {config.input_dim: queries}
-        cascade_dims = [dim for dim in self.stages if dim != config.input_dim]
-        if "nested" in self._vectors and cascade_dims:
-            widest = self.cascade.project(queries, max(cascade_dims))
-            vectors.update({dim: normalize_rows(widest[:, :dim]) for dim in cascade_dims})
-        else:
-            vectors.update({dim: self.cascade.project(queries, dim) for dim in cascade_dims})
-        return vectors
 
     def _first_stage_search(self, queries: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray | None]:
         if keep >= self.num_vectors and len(self.stages) > 1:

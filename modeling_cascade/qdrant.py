@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from transformers.utils import logging
 
-from .index import CascadeIndex, SearchResult
-from .index_storage import check_stages, expected_arrays
+from .index import CascadeIndex, CascadeQueries, SearchResult
+from .index_storage import check_stages
 from .modeling_cascade import CascadeModel
 
 
@@ -64,9 +64,22 @@ def cascade_fingerprint(cascade: CascadeModel) -> str:
     return digest.hexdigest()
 
 
-def collection_metadata(index: CascadeIndex) -> dict[str, Any]:
-    """What the collection records about the index it holds: stages, document count, and fingerprints of the cascade
-    and of the stored vectors (a rerun resumes only into a collection written from the same index)."""
+def texts_fingerprint(texts: Sequence[str] | None) -> str | None:
+    """SHA-256 of the texts stored as payload (`None` without texts): a resumed write must store the same ones."""
+    if texts is None:
+        return None
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode()
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def collection_metadata(index: CascadeIndex, texts: Sequence[str] | None = None) -> dict[str, Any]:
+    """What the collection records about the index it holds: stages, document count, and fingerprints of the cascade,
+    of the stored vectors and of the payload texts (a rerun resumes only into a collection written from the same
+    index and texts, so no point is left without its text or with another one)."""
     digest = hashlib.sha256()
     for name, array in sorted(index._vectors.items()):
         digest.update(name.encode())
@@ -78,6 +91,7 @@ def collection_metadata(index: CascadeIndex) -> dict[str, Any]:
         "input_dim": index.cascade.config.input_dim,
         "cascade_sha256": cascade_fingerprint(index.cascade),
         "vectors_sha256": digest.hexdigest(),
+        "texts_sha256": texts_fingerprint(texts),
     }
 
 
@@ -110,7 +124,7 @@ def write_collection(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     input_dim = index.cascade.config.input_dim
     sizes = {vector_name(dim, input_dim): dim for dim in index.stages}
-    metadata = collection_metadata(index)
+    metadata = collection_metadata(index, texts)
     if client.collection_exists(collection_name) and recreate:
         logger.warning(f"recreate=True: deleting the Qdrant collection {collection_name!r}")
         client.delete_collection(collection_name)
@@ -152,14 +166,16 @@ def check_resumable(client: QdrantClient, collection_name: str, sizes: dict[str,
     if found != sizes:
         raise ValueError(
             f"The Qdrant collection {collection_name!r} exists with vectors {found}, but this index writes {sizes}: "
-            "it was left untouched; pass recreate=True to overwrite it, or choose another collection name."
+            "it was left untouched; pass recreate=True (--qdrant_recreate) to overwrite it, or choose another collection "
+            "name."
         )
     stored = (client.get_collection(collection_name).config.metadata or {}).get(METADATA_KEY)
     if stored != metadata:
         differing = sorted(key for key in metadata if not isinstance(stored, dict) or stored.get(key) != metadata[key])
         raise ValueError(
             f"The Qdrant collection {collection_name!r} was not written from this index (its {differing} differ): "
-            "it was left untouched; pass recreate=True to overwrite it, or choose another collection name."
+            "it was left untouched; pass recreate=True (--qdrant_recreate) to overwrite it, or choose another collection "
+            "name."
         )
 
 
@@ -190,7 +206,7 @@ def write_batch(
     client.upsert(collection_name, models.Batch(ids=ids, vectors=vectors, payloads=payloads), wait=True)
 
 
-class QdrantCascadeIndex:
+class QdrantCascadeIndex(CascadeQueries):
     """A cascade index stored in a Qdrant collection (written by [`CascadeIndex.to_qdrant`]) and searched there.
 
     Each query is one Qdrant query with nested prefetches: the first stage's vectors find its shortlist, each later
@@ -219,14 +235,6 @@ class QdrantCascadeIndex:
     [0, 1, 2]
     """
 
-    # the query side is CascadeIndex's own, so the checks, defaults and projections are the same code
-    embed_queries = CascadeIndex.embed_queries
-    get_teacher = CascadeIndex.get_teacher
-    default_shortlist = CascadeIndex.default_shortlist
-    _check_search_sizes = CascadeIndex._check_search_sizes
-    _project_queries = CascadeIndex._project_queries
-    __len__ = CascadeIndex.__len__
-
     def __init__(self, client: QdrantClient, collection_name: str, cascade: CascadeModel, teacher=None) -> None:
         import_qdrant_client()
         if not client.collection_exists(collection_name):
@@ -252,8 +260,6 @@ class QdrantCascadeIndex:
         self.num_vectors = stored["num_vectors"]
         # the flat floor of the default shortlist: the first stage scores full-precision vectors
         self.first_stage = "flat"
-        # names and shapes of the arrays the collection holds (`_project_queries` reads whether one is nested)
-        self._vectors = expected_arrays(cascade, self.stages, self.num_vectors)
         written = client.count(collection_name, exact=True).count
         if written != self.num_vectors:
             raise ValueError(

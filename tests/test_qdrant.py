@@ -170,6 +170,13 @@ def test_existing_collection_is_left_untouched_unless_recreate(index, corpus, qu
     with pytest.raises(ValueError, match=r"was not written from this index \(its \['vectors_sha256'\] differ\)"):
         index.to_qdrant(client, "other_corpus")
 
+    # a resumed write stores the texts the first one did, or none as it did
+    index.to_qdrant(client, "with_texts", texts=[f"abstract {row}" for row in range(len(corpus))])
+    for texts in ([f"other {row}" for row in range(len(corpus))], None):
+        with pytest.raises(ValueError, match=r"\(its \['texts_sha256'\] differ\)"):
+            index.to_qdrant(client, "with_texts", texts=texts)
+    assert client.retrieve("with_texts", [3])[0].payload == {"row": 3, "text": "abstract 3"}
+
     searched = index.to_qdrant(client, "taken", recreate=True)
     assert client.retrieve("taken", [0])[0].payload == {"row": 0}
     assert_same_hits(index.search(queries, k=10), searched.search(queries, k=10))
@@ -204,11 +211,35 @@ def test_cli(tmp_path, index, corpus, queries, capsys, monkeypatch):
     monkeypatch.setattr(
         qdrant_client, "QdrantClient", lambda **kwargs: opened.append(kwargs) or QdrantClient(":memory:")
     )
+    created = []
+
+    class RecordingClient(QdrantClient):
+        def create_collection(self, collection_name, **kwargs):
+            created.append({key: kwargs[key] for key in ("shard_number", "replication_factor")})
+            return super().create_collection(collection_name, **kwargs)
+
+    monkeypatch.setattr(
+        qdrant_client, "QdrantClient", lambda **kwargs: opened.append(kwargs) or RecordingClient(":memory:")
+    )
     server = ["--qdrant_url", "https://qdrant.example.com:6333", "--qdrant_api_key", "secret"]
-    served = search_module.main([*common, *server, "--corpus_embeddings", str(tmp_path / "corpus.npy")])
+    cluster = ["--qdrant_shard_number", "4", "--qdrant_replication_factor", "2"]
+    served = search_module.main([*common, *server, *cluster, "--corpus_embeddings", str(tmp_path / "corpus.npy")])
     assert opened == [{"url": "https://qdrant.example.com:6333", "api_key": "secret"}]
+    assert created == [{"shard_number": 4, "replication_factor": 2}]
     assert_same_hits(expected, served)
     monkeypatch.undo()
+
+    # another corpus into the same collection: refused, and the collection kept, unless --qdrant_recreate
+    np.save(tmp_path / "reversed.npy", corpus[::-1])
+    rewrite = [*common, *qdrant, "--corpus_embeddings", str(tmp_path / "reversed.npy")]
+    with pytest.raises(ValueError, match=r"not written from this index .* pass recreate=True \(--qdrant_recreate\)"):
+        search_module.main(rewrite)
+    assert_same_hits(expected, search_module.main([*common, *qdrant]))
+    reversed_index = CascadeIndex(index.cascade, corpus[::-1], stages=index.stages, first_stage="flat")
+    assert_same_hits(
+        reversed_index.search(queries[:2], k=3, shortlist=(60, 20)),
+        search_module.main([*rewrite, "--qdrant_recreate"]),
+    )
 
     with pytest.raises(ValueError, match="at most one of --qdrant_url"):
         search_module.main([*common, *qdrant, "--qdrant_url", "http://localhost:6333"])
@@ -218,3 +249,5 @@ def test_cli(tmp_path, index, corpus, queries, capsys, monkeypatch):
         search_module.main([*common, "--qdrant_path", str(tmp_path / "qdrant"), "--qdrant_collection", "elsewhere"])
     with pytest.raises(ValueError, match="--model_dir needs a corpus"):
         search_module.main(common)
+    with pytest.raises(ValueError, match="--qdrant_recreate needs --qdrant_url or --qdrant_path"):
+        search_module.main([*common, "--corpus_embeddings", str(tmp_path / "corpus.npy"), "--qdrant_recreate"])

@@ -64,6 +64,17 @@ class SearchArguments:
     )
     qdrant_api_key: str | None = field(default=None, metadata={"help": "API key of the --qdrant_url server."})
     qdrant_collection: str = field(default="cascade", metadata={"help": "The Qdrant collection of the index."})
+    qdrant_recreate: bool = field(
+        default=False,
+        metadata={"help": "Delete an existing --qdrant_collection and write the index anew (by default an existing "
+                  "collection is only resumed, and refused when it holds another index)."},
+    )  # fmt: skip
+    qdrant_shard_number: int | None = field(
+        default=None, metadata={"help": "Shards of a new collection on a Qdrant cluster (the server's default: 1)."}
+    )
+    qdrant_replication_factor: int | None = field(
+        default=None, metadata={"help": "Copies of each shard of a new collection on a Qdrant cluster."}
+    )
     mmap: bool = field(
         default=False,
         metadata={
@@ -115,6 +126,13 @@ def qdrant_client(args: SearchArguments):
     if args.qdrant_api_key is not None and args.qdrant_url is None:
         raise ValueError("--qdrant_api_key needs --qdrant_url (local mode has no API key).")
     if args.qdrant_url is None and args.qdrant_path is None:
+        given = [
+            f"--{name}"
+            for name in ("qdrant_recreate", "qdrant_shard_number", "qdrant_replication_factor")
+            if getattr(args, name) not in (None, False)
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --qdrant_url or --qdrant_path (the index is written there).")
         return None
     from ..qdrant import import_qdrant_client
 
@@ -178,7 +196,14 @@ def search_and_print(args: SearchArguments, client) -> SearchResult:
     if args.save_index:
         index.save(args.save_index)
     if client is not None and isinstance(index, CascadeIndex):
-        index = index.to_qdrant(client, args.qdrant_collection, texts=texts)
+        index = index.to_qdrant(
+            client,
+            args.qdrant_collection,
+            texts=texts,
+            recreate=args.qdrant_recreate,
+            shard_number=args.qdrant_shard_number,
+            replication_factor=args.qdrant_replication_factor,
+        )
     queries = args.queries
     if args.query_embeddings is not None:
         queries = load_embeddings(
