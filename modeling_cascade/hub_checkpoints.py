@@ -26,6 +26,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import tqdm as hub_tqdm
 from tqdm.auto import tqdm as auto_tqdm
+from tqdm.std import tqdm as std_tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
@@ -176,12 +177,15 @@ class HubCheckpointCallback(TrainerCallback):
 def share_progress_bar_lock() -> None:
     """Make the upload bars of background pushes take the same lock as the Trainer's progress bar.
 
-    All tqdm bars share one registry of instances, guarded by each bar class's lock; `huggingface_hub` gives its bar
-    class a lock of its own, so an upload bar created in a push thread while the Trainer's bar writes a log line could
-    change the registry under the writer's iteration ("Set changed size during iteration", which ended a run). With
-    one lock for both classes, creating a bar and writing a line take turns.
+    All tqdm bars share one registry of instances, each class guarding it with its own lock; `huggingface_hub` gives
+    its bar class a lock of its own (and tqdm's plain and `tqdm.auto` classes may each hold one), so an upload bar
+    created in a push thread while the Trainer's bar writes a log line could change the registry under the writer's
+    iteration ("Set changed size during iteration", which ended a run). With one lock for all three classes, creating
+    a bar and writing a line take turns.
     """
-    hub_tqdm.set_lock(auto_tqdm.get_lock())
+    lock = auto_tqdm.get_lock()
+    std_tqdm.set_lock(lock)  # plain tqdm bars (and the classes that inherit its lock) too
+    hub_tqdm.set_lock(lock)
 
 
 def resolve_repo_id(repo_id: str, token: str | None = None) -> str:

@@ -28,6 +28,8 @@ logger = logging.get_logger(__name__)
 METADATA_KEY = "modeling_cascade"
 FORMAT_VERSION = 1
 FULL_VECTOR = "full"
+# The metadata entry fingerprinting the payload texts (checked only while a write is unfinished).
+TEXTS_KEY = "texts_sha256"
 WRITE_BATCH_SIZE = 256
 QUERY_BATCH_SIZE = 64
 
@@ -91,7 +93,7 @@ def collection_metadata(index: CascadeIndex, texts: Sequence[str] | None = None)
         "input_dim": index.cascade.config.input_dim,
         "cascade_sha256": cascade_fingerprint(index.cascade),
         "vectors_sha256": digest.hexdigest(),
-        "texts_sha256": texts_fingerprint(texts),
+        TEXTS_KEY: texts_fingerprint(texts),
     }
 
 
@@ -129,7 +131,7 @@ def write_collection(
         logger.warning(f"recreate=True: deleting the Qdrant collection {collection_name!r}")
         client.delete_collection(collection_name)
     if client.collection_exists(collection_name):
-        check_resumable(client, collection_name, sizes, metadata)
+        check_resumable(client, collection_name, sizes, metadata, index.num_vectors)
     else:
         # only the first stage is searched over the whole collection; later stages re-score prefetched points, so
         # they need no HNSW graph (m=0 skips building one)
@@ -160,22 +162,41 @@ def write_collection(
     return QdrantCascadeIndex(client, collection_name, index.cascade, teacher=index.teacher)
 
 
-def check_resumable(client: QdrantClient, collection_name: str, sizes: dict[str, int], metadata: dict) -> None:
-    """Refuse (a `ValueError` naming what differs) to write into an existing collection not started from this index."""
+def check_resumable(
+    client: QdrantClient, collection_name: str, sizes: dict[str, int], metadata: dict, num_vectors: int
+) -> None:
+    """Refuse (a `ValueError` naming what differs) to write into an existing collection not started from this index,
+    or to finish one with other payload texts than it was started with (a finished collection is only opened, so its
+    texts need not be given again)."""
     found = existing_sizes(client, collection_name)
+    advice = (
+        "it was left untouched; pass recreate=True (--qdrant_recreate) to overwrite it, or choose another collection "
+        "name."
+    )
     if found != sizes:
         raise ValueError(
             f"The Qdrant collection {collection_name!r} exists with vectors {found}, but this index writes {sizes}: "
-            "it was left untouched; pass recreate=True (--qdrant_recreate) to overwrite it, or choose another collection "
-            "name."
+            + advice
         )
     stored = (client.get_collection(collection_name).config.metadata or {}).get(METADATA_KEY)
-    if stored != metadata:
-        differing = sorted(key for key in metadata if not isinstance(stored, dict) or stored.get(key) != metadata[key])
+    stored = stored if isinstance(stored, dict) else {}
+    differing = sorted(key for key in metadata if key != TEXTS_KEY and stored.get(key) != metadata[key])
+    if differing:
         raise ValueError(
             f"The Qdrant collection {collection_name!r} was not written from this index (its {differing} differ): "
-            "it was left untouched; pass recreate=True (--qdrant_recreate) to overwrite it, or choose another collection "
-            "name."
+            + advice
+        )
+    unfinished = client.count(collection_name, exact=True).count < num_vectors
+    # collections written before texts were fingerprinted have no TEXTS_KEY: their texts cannot be checked
+    if unfinished and TEXTS_KEY in stored and stored[TEXTS_KEY] != metadata[TEXTS_KEY]:
+
+        def described(fingerprint: str | None) -> str:
+            return "no texts" if fingerprint is None else f"texts of SHA-256 {fingerprint[:12]}..."
+
+        raise ValueError(
+            f"The Qdrant collection {collection_name!r} was started with {described(stored[TEXTS_KEY])}, but this "
+            f"write gives {described(metadata[TEXTS_KEY])}: pass the texts of the interrupted write to finish it "
+            "(every point holds its own document's text), or recreate=True (--qdrant_recreate) to write it anew."
         )
 
 

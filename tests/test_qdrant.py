@@ -170,12 +170,18 @@ def test_existing_collection_is_left_untouched_unless_recreate(index, corpus, qu
     with pytest.raises(ValueError, match=r"was not written from this index \(its \['vectors_sha256'\] differ\)"):
         index.to_qdrant(client, "other_corpus")
 
-    # a resumed write stores the texts the first one did, or none as it did
-    index.to_qdrant(client, "with_texts", texts=[f"abstract {row}" for row in range(len(corpus))])
-    for texts in ([f"other {row}" for row in range(len(corpus))], None):
-        with pytest.raises(ValueError, match=r"\(its \['texts_sha256'\] differ\)"):
-            index.to_qdrant(client, "with_texts", texts=texts)
-    assert client.retrieve("with_texts", [3])[0].payload == {"row": 3, "text": "abstract 3"}
+    # a finished collection is opened again without its texts; an unfinished one is only finished with the same texts
+    texts = [f"abstract {row}" for row in range(len(corpus))]
+    index.to_qdrant(client, "with_texts", texts=texts)
+    assert_same_hits(index.search(queries, k=10), index.to_qdrant(client, "with_texts").search(queries, k=10))
+    client.delete("with_texts", qdrant_client.models.PointIdsList(points=list(range(300, 400))))
+    for other, message in (([f"other {row}" for row in range(len(corpus))], "but this write gives texts of"),
+                           (None, "but this write gives no texts")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"'with_texts' was started with texts of SHA-256 .*, {message}"):
+            index.to_qdrant(client, "with_texts", texts=other)
+    index.to_qdrant(client, "with_texts", texts=texts)
+    payloads = {point.id: point.payload for point in client.retrieve("with_texts", [3, 350])}
+    assert payloads == {3: {"row": 3, "text": "abstract 3"}, 350: {"row": 350, "text": "abstract 350"}}
 
     searched = index.to_qdrant(client, "taken", recreate=True)
     assert client.retrieve("taken", [0])[0].payload == {"row": 0}
@@ -208,9 +214,6 @@ def test_cli(tmp_path, index, corpus, queries, capsys, monkeypatch):
 
     # --qdrant_url and --qdrant_api_key reach the client (a local one stands in for the server)
     opened = []
-    monkeypatch.setattr(
-        qdrant_client, "QdrantClient", lambda **kwargs: opened.append(kwargs) or QdrantClient(":memory:")
-    )
     created = []
 
     class RecordingClient(QdrantClient):
@@ -249,5 +252,9 @@ def test_cli(tmp_path, index, corpus, queries, capsys, monkeypatch):
         search_module.main([*common, "--qdrant_path", str(tmp_path / "qdrant"), "--qdrant_collection", "elsewhere"])
     with pytest.raises(ValueError, match="--model_dir needs a corpus"):
         search_module.main(common)
+    with pytest.raises(ValueError, match="--qdrant_shard_number lay out the Qdrant collection .* no corpus is given"):
+        search_module.main([*common, *qdrant, "--qdrant_shard_number", "2"])
+    with pytest.raises(ValueError, match="--qdrant_replication_factor must be at least 1, got 0"):
+        search_module.main([*common, *qdrant, "--qdrant_replication_factor", "0"])
     with pytest.raises(ValueError, match="--qdrant_recreate needs --qdrant_url or --qdrant_path"):
         search_module.main([*common, "--corpus_embeddings", str(tmp_path / "corpus.npy"), "--qdrant_recreate"])
