@@ -130,8 +130,10 @@ def write_collection(
     if client.collection_exists(collection_name) and recreate:
         logger.warning(f"recreate=True: deleting the Qdrant collection {collection_name!r}")
         client.delete_collection(collection_name)
+    written = 0
     if client.collection_exists(collection_name):
-        check_resumable(client, collection_name, sizes, metadata, index.num_vectors)
+        written = client.count(collection_name, exact=True).count
+        check_resumable(client, collection_name, sizes, metadata, unfinished=written < index.num_vectors)
     else:
         # only the first stage is searched over the whole collection; later stages re-score prefetched points, so
         # they need no HNSW graph (m=0 skips building one)
@@ -150,7 +152,6 @@ def write_collection(
             replication_factor=replication_factor,
             metadata={METADATA_KEY: metadata},
         )
-    written = client.count(collection_name, exact=True).count
     if written < index.num_vectors:
         if written:
             logger.info(f"Resuming the write of {collection_name!r}: {written} of {index.num_vectors} points exist")
@@ -163,7 +164,7 @@ def write_collection(
 
 
 def check_resumable(
-    client: QdrantClient, collection_name: str, sizes: dict[str, int], metadata: dict, num_vectors: int
+    client: QdrantClient, collection_name: str, sizes: dict[str, int], metadata: dict, unfinished: bool
 ) -> None:
     """Refuse (a `ValueError` naming what differs) to write into an existing collection not started from this index,
     or to finish one with other payload texts than it was started with (a finished collection is only opened, so its
@@ -186,7 +187,6 @@ def check_resumable(
             f"The Qdrant collection {collection_name!r} was not written from this index (its {differing} differ): "
             + advice
         )
-    unfinished = client.count(collection_name, exact=True).count < num_vectors
     # collections written before texts were fingerprinted have no TEXTS_KEY: their texts cannot be checked
     if unfinished and TEXTS_KEY in stored and stored[TEXTS_KEY] != metadata[TEXTS_KEY]:
 

@@ -119,13 +119,14 @@ def read_texts(path: str, text_column: str) -> list[str]:
     return list(texts)
 
 
-def qdrant_write_flags(args: SearchArguments) -> dict[str, bool | int | None]:
-    """The flags that shape how an index is written to Qdrant, by name."""
-    return {
+def given_qdrant_write_flags(args: SearchArguments) -> list[str]:
+    """The flags given that shape how an index is written to Qdrant (meaningless where none is written)."""
+    flags = {
         "--qdrant_recreate": args.qdrant_recreate,
         "--qdrant_shard_number": args.qdrant_shard_number,
         "--qdrant_replication_factor": args.qdrant_replication_factor,
     }
+    return [flag for flag, value in flags.items() if value not in (None, False)]
 
 
 def qdrant_client(args: SearchArguments):
@@ -134,11 +135,12 @@ def qdrant_client(args: SearchArguments):
         raise ValueError("Give at most one of --qdrant_url (a server) and --qdrant_path (local mode).")
     if args.qdrant_api_key is not None and args.qdrant_url is None:
         raise ValueError("--qdrant_api_key needs --qdrant_url (local mode has no API key).")
-    for flag, value in qdrant_write_flags(args).items():
-        if flag != "--qdrant_recreate" and value is not None and value < 1:
+    for flag, value in (("--qdrant_shard_number", args.qdrant_shard_number),
+                        ("--qdrant_replication_factor", args.qdrant_replication_factor)):  # fmt: skip
+        if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}.")
     if args.qdrant_url is None and args.qdrant_path is None:
-        given = [flag for flag, value in qdrant_write_flags(args).items() if value not in (None, False)]
+        given = given_qdrant_write_flags(args)
         if given:
             raise ValueError(f"{', '.join(given)} needs --qdrant_url or --qdrant_path (the index is written there).")
         return None
@@ -193,7 +195,7 @@ def search_and_print(args: SearchArguments, client) -> SearchResult:
         elif texts is not None:
             index = CascadeIndex.from_texts(cascade, texts, teacher=teacher, **options)
         elif client is not None and args.save_index is None:
-            unused = [flag for flag, value in qdrant_write_flags(args).items() if value not in (None, False)]
+            unused = given_qdrant_write_flags(args)
             if unused:
                 raise ValueError(
                     f"{', '.join(unused)} lay out the Qdrant collection an index is written to, but no corpus is "
