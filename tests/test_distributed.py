@@ -90,3 +90,37 @@ def test_two_processes_split_embedding_and_train_like_one(common_corpus_sample, 
         assert two[f"dim_{dim}_overlap@10"] == pytest.approx(one[f"dim_{dim}_overlap@10"], abs=0.05)
         assert two[f"dim_{dim}_spearman"] == pytest.approx(one[f"dim_{dim}_spearman"], abs=0.02)
     assert two["final_val_loss"] == pytest.approx(one["final_val_loss"], rel=0.1)
+
+
+@pytest.mark.slow
+def test_two_processes_read_every_training_row_once_per_epoch(embeddings_file, tmp_path):
+    """A real two-process run over a memory-mapped --input_file: per epoch, the batches the two processes read
+    (recorded by tests/record_training_rows.py around the data loader's batch read) hold every training row once."""
+    epochs, train_rows, batch_size = 3, 480, 60  # 600 rows, 20 % validation; 480 = 8 whole batches (see docs/training.md)
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_CPU_CONFIG),
+        "--num_processes", "2", "--main_process_port", str(free_port()),
+        str(REPO_ROOT / "tests" / "record_training_rows.py"), str(tmp_path),
+        "--use_cpu", "--input_file", str(embeddings_file), "--memory_map_input", "true", "--val_split", "0.2",
+        "--target_dims", "32,8", "--epochs", str(epochs), "--train_batch_size", str(batch_size),
+        "--output_dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(launch, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "(memory-mapped: rows are read as needed)" in result.stdout + result.stderr
+
+    batches_per_epoch = train_rows // (2 * batch_size)  # 4 steps, one batch per process each
+    per_process = []
+    for rank in (0, 1):
+        batches = json.loads((tmp_path / f"rows-{rank}.json").read_text())
+        training = [batch["indices"] for batch in batches if batch["rows_in_dataset"] == train_rows]
+        assert len(training) == epochs * batches_per_epoch, f"process {rank}"
+        per_process.append(training)
+    for epoch in range(epochs):
+        part = slice(epoch * batches_per_epoch, (epoch + 1) * batches_per_epoch)
+        rows = [row for training in per_process for batch in training[part] for row in batch]
+        assert sorted(rows) == list(range(train_rows)), f"epoch {epoch}"
+    first_epochs = [[row for batch in training[:batches_per_epoch] for row in batch] for training in per_process]
+    assert set(first_epochs[0]).isdisjoint(first_epochs[1])  # each process its own share
+    assert per_process[0][:batches_per_epoch] != per_process[0][batches_per_epoch : 2 * batches_per_epoch]  # reshuffled
