@@ -96,7 +96,8 @@ def test_two_processes_split_embedding_and_train_like_one(common_corpus_sample, 
 def test_two_processes_read_every_training_row_once_per_epoch(embeddings_file, tmp_path):
     """A real two-process run over a memory-mapped --input_file: per epoch, the batches the two processes read
     (recorded by tests/record_training_rows.py around the data loader's batch read) hold every training row once."""
-    epochs, train_rows, batch_size = 3, 480, 60  # 600 rows, 20 % validation; 480 = 8 whole batches (see docs/training.md)
+    # 600 rows, 20 % validation: 480 = 8 whole batches (a short last step is filled up; see docs/training.md)
+    epochs, train_rows, batch_size = 3, 480, 60
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_CPU_CONFIG),
         "--num_processes", "2", "--main_process_port", str(free_port()),
@@ -123,4 +124,7 @@ def test_two_processes_read_every_training_row_once_per_epoch(embeddings_file, t
         assert sorted(rows) == list(range(train_rows)), f"epoch {epoch}"
     first_epochs = [[row for batch in training[:batches_per_epoch] for row in batch] for training in per_process]
     assert set(first_epochs[0]).isdisjoint(first_epochs[1])  # each process its own share
-    assert per_process[0][:batches_per_epoch] != per_process[0][batches_per_epoch : 2 * batches_per_epoch]  # reshuffled
+    epoch_one, epoch_two = (
+        per_process[0][epoch * batches_per_epoch : (epoch + 1) * batches_per_epoch] for epoch in (0, 1)
+    )
+    assert epoch_one != epoch_two  # each epoch is reshuffled
