@@ -3,6 +3,7 @@
 
     python benchmarks/training.py                          # SciFact all-MiniLM-L6-v2 embeddings, 100 steps
     python benchmarks/training.py --steps 300 --mmap_rows 1000000 --mmap_dim 768
+    python benchmarks/training.py --device cuda          # on a GPU (benchmarks/gpu_check.sh runs it so)
 
 Three paths train the same PCA-started cascade (the package defaults: 4 heads here, batches of 1,024, AdamW at
 1e-3) for `--steps` steps on the same rows:
@@ -63,22 +64,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mmap_dim", type=int, default=768)
     parser.add_argument("--mmap_steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Where all paths train: cpu or cuda."
+    )
     return parser.parse_args()
 
 
-def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size: int, seed: int) -> float:
-    """Seconds of `steps` AdamW steps of a PCA-started cascade on shuffled batches of `train`."""
+def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size: int, seed: int, device: str) -> float:
+    """Seconds of `steps` AdamW steps of a PCA-started cascade on shuffled batches of `train`, on `device`."""
     torch.manual_seed(seed)
     model = CascadeModel(CascadeConfig(input_dim=train.shape[1], target_dims=target_dims))
     model.init_from_pca(train)
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     start, step = time.perf_counter(), 0
     while step < steps:
         order = rng.permutation(len(train))
         for begin in range(0, len(order) - batch_size + 1, batch_size):
-            batch = torch.from_numpy(train[np.sort(order[begin : begin + batch_size])])
+            batch = torch.from_numpy(train[np.sort(order[begin : begin + batch_size])]).to(device)
             loss = model(batch).loss
             loss.backward()
             optimizer.step()
@@ -86,16 +90,25 @@ def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size:
             step += 1
             if step == steps:
                 break
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def trainer_run(input_file: str, target_dims: str, steps: int, batch_size: int, full_defaults: bool) -> float:
+def device_flags(device: str) -> list[str]:
+    """`run_distillation.py` trains on the GPU when there is one; `--use_cpu` keeps a CPU benchmark on the CPU."""
+    return ["--use_cpu"] if device == "cpu" else []
+
+
+def trainer_run(
+    input_file: str, target_dims: str, steps: int, batch_size: int, full_defaults: bool, device: str
+) -> float:
     """The Trainer's `train_runtime` of a `run_distillation.py` run of `steps` steps."""
     with tempfile.TemporaryDirectory(prefix="training-benchmark-") as workdir:
         argv = [
             "--input_file", input_file, "--output_dir", str(Path(workdir) / "run"), "--target_dims", target_dims,
             "--max_steps", str(steps), "--train_batch_size", str(batch_size), "--report_to", "none",
-            "--disable_tqdm", "true", "--log_level", "error",
+            "--disable_tqdm", "true", "--log_level", "error", *device_flags(device),
         ]  # fmt: skip
         if not full_defaults:
             argv += ["--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"]
@@ -112,7 +125,7 @@ PEAK_REPORTER = (
 )
 
 
-def mmap_throughput(rows: int, dim: int, steps: int, batch_size: int, seed: int) -> dict[str, float]:
+def mmap_throughput(rows: int, dim: int, steps: int, batch_size: int, seed: int, device: str) -> dict[str, float]:
     """Train `steps` steps of `run_distillation.py --memory_map_input true` in a child process over a memory-mapped
     synthetic matrix (written by this one): rows per second of training, the whole run's seconds (its PCA start is a
     pass over every row) and the child's peak resident memory."""
@@ -131,7 +144,7 @@ def mmap_throughput(rows: int, dim: int, steps: int, batch_size: int, seed: int)
             "--memory_map_input", "true", "--output_dir", str(output_dir), "--target_dims", "256,128,64,32",
             "--max_steps", str(steps), "--train_batch_size", str(batch_size), "--eval_strategy", "no",
             "--save_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none",
-            "--disable_tqdm", "true", "--device", "cpu",
+            "--disable_tqdm", "true", *device_flags(device),
         ]  # fmt: skip
         start = time.perf_counter()
         child = subprocess.run(
@@ -157,15 +170,25 @@ def main() -> None:
     embeddings = load_embeddings(args.input_file)
     train, _ = split_embeddings(embeddings, 0.1, args.seed)
     target_dims = [int(dim) for dim in args.target_dims.split(",")]
+    if args.batch_size > len(train):  # the bare loop takes whole batches only
+        raise SystemExit(
+            f"--batch_size {args.batch_size} exceeds the {len(train)} training rows of {args.input_file}."
+        )
     print(
         f"{len(train)} training rows of {args.input_file}, heads {target_dims}, {args.steps} steps of {args.batch_size}"
+        f" on {args.device}"
     )
-    bare_loop(train, target_dims, 5, args.batch_size, args.seed)  # warm up torch's kernels and thread pool first
+    bare_loop(
+        train, target_dims, 5, args.batch_size, args.seed, args.device
+    )  # warm up torch's kernels and thread pool first
     times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
     for _ in range(args.repeats):
-        times["a"].append(bare_loop(train, target_dims, args.steps, args.batch_size, args.seed))
-        times["b"].append(trainer_run(args.input_file, args.target_dims, args.steps, args.batch_size, False))
-        times["c"].append(trainer_run(args.input_file, args.target_dims, args.steps, args.batch_size, True))
+        times["a"].append(bare_loop(train, target_dims, args.steps, args.batch_size, args.seed, args.device))
+        for path, full_defaults in (("b", False), ("c", True)):
+            seconds = trainer_run(
+                args.input_file, args.target_dims, args.steps, args.batch_size, full_defaults, args.device
+            )
+            times[path].append(seconds)
     medians = {path: statistics.median(values) for path, values in times.items()}
     labels = {
         "a": "(a) bare PyTorch loop (AdamW, no evaluation, no checkpoints)",
@@ -178,7 +201,9 @@ def main() -> None:
     ratio = medians["b"] / medians["a"]
     print(f"\n(b) / (a) = {ratio:.2f}: goal <= {GOAL} {'met' if ratio <= GOAL else 'NOT met'}")
     if args.mmap_rows:
-        result = mmap_throughput(args.mmap_rows, args.mmap_dim, args.mmap_steps, args.batch_size, args.seed)
+        result = mmap_throughput(
+            args.mmap_rows, args.mmap_dim, args.mmap_steps, args.batch_size, args.seed, args.device
+        )
         print(
             f"\nMemory-mapped {args.mmap_rows:,} x {args.mmap_dim} float32 ({result['matrix_gib']:.2f} GiB on disk), "
             f"{args.mmap_steps} steps of {args.batch_size}: {result['rows_per_second']:,.0f} rows/s of training, "

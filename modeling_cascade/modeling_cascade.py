@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +185,22 @@ class CascadePreTrainedModel(PreTrainedModel):
             ) from error
 
 
+@contextlib.contextmanager
+def no_shard_progress_bar() -> Iterator[None]:
+    """Hide transformers' "Writing model shards" bar while a cascade saves.
+
+    A cascade is one small safetensors file, written in milliseconds; the bar would only print between the Trainer's
+    progress bar and log lines at every checkpoint. Other progress bars stay as the user set them.
+    """
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
 class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
     """Maps teacher embeddings to every target dim of the cascade; each output is L2-normalised.
 
@@ -250,10 +268,12 @@ class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):
         any `PreTrainedModel`.
         """
         if self.model_card_data is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            with no_shard_progress_bar():
+                return super().save_pretrained(save_directory, *args, **kwargs)
         push_to_hub = kwargs.pop("push_to_hub", False)
         hub_options = {name: kwargs.pop(name) for name in HUB_OPTIONS if name in kwargs}
-        super().save_pretrained(save_directory, *args, **kwargs)
+        with no_shard_progress_bar():
+            super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True):
             return None
         if create_model_card:

@@ -123,6 +123,21 @@ def test_pca_initialised_heads_reproduce_pca(small_real_embeddings, strategy, he
         np.testing.assert_allclose(model.project(small_real_embeddings, dim), expected, atol=2e-4)
 
 
+def test_saving_shows_no_shard_bar_and_keeps_the_progress_bar_setting(tmp_path, capsys):
+    """Each checkpoint saves the cascade: transformers' "Writing model shards" bar would print between the Trainer's
+    lines every time. It is hidden while the cascade saves, and the user's progress-bar setting is kept."""
+    from transformers.utils import logging as transformers_logging
+
+    model = CascadeModel(CascadeModelTester().prepare_config_and_inputs()[0])
+    for enabled in (True, False):
+        (transformers_logging.enable_progress_bar if enabled else transformers_logging.disable_progress_bar)()
+        model.save_pretrained(tmp_path / str(enabled))
+        assert transformers_logging.is_progress_bar_enabled() is enabled
+    transformers_logging.enable_progress_bar()
+    assert "Writing model shards" not in capsys.readouterr().err
+    assert (tmp_path / "True" / "model.safetensors").is_file()
+
+
 def test_save_load_identity_and_automodel(tmp_path):
     config, inputs = CascadeModelTester().prepare_config_and_inputs(strategy="direct", head_type="mlp")
     model = CascadeModel(config).eval()
