@@ -106,6 +106,18 @@ def parse_args(
     return parse_command_line(parser, argv)
 
 
+class SameSecondCheckpointsFilter(logging.Filter):
+    """Drops transformers' "mtime may not be reliable on this filesystem" warning.
+
+    Before removing old checkpoints, the Trainer sorts them by modification time and, when all were written within one
+    second, warns and sorts them by step number instead. A small corpus's epochs take well under a second on any file
+    system (the quickstart's do), so the warning would blame the file system for a correct ordering.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("mtime may not be reliable")
+
+
 def setup_logging(training_args: CascadeTrainingArguments) -> None:
     """One log format on stdout for this package, transformers and datasets.
 
@@ -127,6 +139,9 @@ def setup_logging(training_args: CascadeTrainingArguments) -> None:
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
     datasets.utils.logging.set_verbosity(library_level)
+    checkpoint_sorting = logging.getLogger("transformers.trainer_utils")
+    if not any(isinstance(existing, SameSecondCheckpointsFilter) for existing in checkpoint_sorting.filters):
+        checkpoint_sorting.addFilter(SameSecondCheckpointsFilter())
     if not training_args.should_log:  # replicas of a multi-process run: one set of progress bars is enough
         transformers.utils.logging.disable_progress_bar()
         datasets.utils.disable_progress_bars()
