@@ -53,7 +53,7 @@ DEFAULT_INPUT = SHARED_DATA / "embeddings" / "scifact_corpus_all-MiniLM-L6-v2.np
 GOAL = 1.2
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input_file", default=str(DEFAULT_INPUT), help="Teacher embeddings (.npy).")
     parser.add_argument("--target_dims", default="256,128,64,32")
@@ -65,9 +65,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mmap_steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Where all paths train: cpu or cuda."
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="Where all paths train (cuda: the default GPU, as the Trainer picks it).",
     )
-    return parser.parse_args()
+    return parser
 
 
 def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size: int, seed: int, device: str) -> float:
@@ -90,7 +93,7 @@ def bare_loop(train: np.ndarray, target_dims: list[int], steps: int, batch_size:
             step += 1
             if step == steps:
                 break
-    if device.startswith("cuda"):
+    if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
@@ -166,21 +169,19 @@ def mmap_throughput(rows: int, dim: int, steps: int, batch_size: int, seed: int,
 
 
 def main() -> None:
-    args = parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
     embeddings = load_embeddings(args.input_file)
     train, _ = split_embeddings(embeddings, 0.1, args.seed)
     target_dims = [int(dim) for dim in args.target_dims.split(",")]
     if args.batch_size > len(train):  # the bare loop takes whole batches only
-        raise SystemExit(
-            f"--batch_size {args.batch_size} exceeds the {len(train)} training rows of {args.input_file}."
-        )
+        parser.error(f"--batch_size {args.batch_size} exceeds the {len(train)} training rows of {args.input_file}.")
     print(
         f"{len(train)} training rows of {args.input_file}, heads {target_dims}, {args.steps} steps of {args.batch_size}"
         f" on {args.device}"
     )
-    bare_loop(
-        train, target_dims, 5, args.batch_size, args.seed, args.device
-    )  # warm up torch's kernels and thread pool first
+    # Warm up torch's kernels and thread pool first.
+    bare_loop(train, target_dims, 5, args.batch_size, args.seed, args.device)
     times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
     for _ in range(args.repeats):
         times["a"].append(bare_loop(train, target_dims, args.steps, args.batch_size, args.seed, args.device))

@@ -185,20 +185,29 @@ class CascadePreTrainedModel(PreTrainedModel):
             ) from error
 
 
+SHARD_BAR = "Writing model shards"
+
+
 @contextlib.contextmanager
 def no_shard_progress_bar() -> Iterator[None]:
     """Hide transformers' "Writing model shards" bar while a cascade saves.
 
     A cascade is one small safetensors file, written in milliseconds; the bar would only print between the Trainer's
-    progress bar and log lines at every checkpoint. Other progress bars stay as the user set them.
+    progress bar and log lines at every checkpoint. A transformers tqdm hook disables that one bar and passes every
+    other bar to the hook set before (if any), so the progress-bar settings of transformers and huggingface_hub, and
+    bars in other threads (Hub uploads), are untouched.
     """
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
+
+    def hide_shard_bar(factory, args, kwargs):
+        if kwargs.get("desc") == SHARD_BAR:
+            kwargs = {**kwargs, "disable": True}
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = logging.set_tqdm_hook(hide_shard_bar)
     try:
         yield
     finally:
-        if enabled:
-            logging.enable_progress_bar()
+        logging.set_tqdm_hook(previous)
 
 
 class CascadeModel(TextEncodingMixin, CascadePreTrainedModel):

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 import run_distillation
 from modeling_cascade.trainer import EmbeddingRows
 
@@ -21,7 +23,7 @@ def main() -> None:
     batches: list[dict[str, object]] = []
     read_batch = EmbeddingRows.__getitems__
 
-    def recording(self: EmbeddingRows, indices: list[int]):
+    def recording(self: EmbeddingRows, indices: list[int]) -> list[dict[str, torch.Tensor]]:
         batches.append({"rows_in_dataset": len(self), "indices": [int(index) for index in indices]})
         return read_batch(self, indices)
 

@@ -123,19 +123,32 @@ def test_pca_initialised_heads_reproduce_pca(small_real_embeddings, strategy, he
         np.testing.assert_allclose(model.project(small_real_embeddings, dim), expected, atol=2e-4)
 
 
-def test_saving_shows_no_shard_bar_and_keeps_the_progress_bar_setting(tmp_path, capsys):
+def test_saving_shows_no_shard_bar_and_leaves_other_bars_alone(tmp_path, capsys):
     """Each checkpoint saves the cascade: transformers' "Writing model shards" bar would print between the Trainer's
-    lines every time. It is hidden while the cascade saves, and the user's progress-bar setting is kept."""
+    lines every time. It is hidden while the cascade saves; the progress-bar settings of transformers and
+    huggingface_hub (Hub uploads run in another thread meanwhile) and a tqdm hook the user set are untouched."""
+    from huggingface_hub.utils import are_progress_bars_disabled
     from transformers.utils import logging as transformers_logging
 
     model = CascadeModel(CascadeModelTester().prepare_config_and_inputs()[0])
-    for enabled in (True, False):
-        (transformers_logging.enable_progress_bar if enabled else transformers_logging.disable_progress_bar)()
-        model.save_pretrained(tmp_path / str(enabled))
-        assert transformers_logging.is_progress_bar_enabled() is enabled
-    transformers_logging.enable_progress_bar()
+    bars_seen = []
+
+    def user_hook(factory, args, kwargs):
+        bars_seen.append((kwargs.get("desc"), kwargs.get("disable", False)))
+        return factory(*args, **kwargs)
+
+    settings = (transformers_logging.is_progress_bar_enabled(), are_progress_bars_disabled())
+    previous = transformers_logging.set_tqdm_hook(user_hook)
+    try:
+        model.save_pretrained(tmp_path)
+        assert (transformers_logging.is_progress_bar_enabled(), are_progress_bars_disabled()) == settings
+        hook = transformers_logging.set_tqdm_hook(previous)
+    finally:
+        transformers_logging.set_tqdm_hook(previous)
+    assert hook is user_hook
+    assert bars_seen == [("Writing model shards", True)]  # passed on to the user's hook, disabled
     assert "Writing model shards" not in capsys.readouterr().err
-    assert (tmp_path / "True" / "model.safetensors").is_file()
+    assert (tmp_path / "model.safetensors").is_file()
 
 
 def test_save_load_identity_and_automodel(tmp_path):
