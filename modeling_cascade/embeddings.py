@@ -29,7 +29,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import datasets
@@ -69,8 +69,18 @@ def embeddings_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir if cache_dir is not None else datasets.config.HF_DATASETS_CACHE) / EMBEDDINGS_CACHE_SUBDIR
 
 
+def texts_sha256(texts: Iterable[str]) -> str:
+    """SHA-256 of texts in order, each prefixed with its length in bytes (so no two lists of texts hash alike)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
 def texts_fingerprint(dataset: datasets.Dataset, text_column: str) -> str:
-    """A hash of the texts in order; raises `ValueError` naming the column or the first empty row.
+    """A hash of the texts in order ([`texts_sha256`]); raises `ValueError` naming the column or the first empty row.
 
     Args:
         dataset (`datasets.Dataset`): The corpus.
@@ -78,19 +88,21 @@ def texts_fingerprint(dataset: datasets.Dataset, text_column: str) -> str:
     """
     if text_column not in dataset.column_names:
         raise ValueError(f"The corpus has no text column {text_column!r} (columns: {dataset.column_names}).")
-    digest = hashlib.sha256()
-    row = 0
-    for batch in dataset.select_columns([text_column]).iter(batch_size=10_000):
-        for text in batch[text_column]:
-            if text is None or not text.strip():
-                raise ValueError(f"Row {row} of column {text_column!r} is empty: drop empty texts before embedding.")
-            encoded = text.encode("utf-8")
-            digest.update(len(encoded).to_bytes(8, "little"))
-            digest.update(encoded)
-            row += 1
-    if not row:
-        raise ValueError("The corpus is empty: there is nothing to embed.")
-    return digest.hexdigest()
+
+    def checked_texts() -> Iterator[str]:
+        row = 0
+        for batch in dataset.select_columns([text_column]).iter(batch_size=10_000):
+            for text in batch[text_column]:
+                if text is None or not text.strip():
+                    raise ValueError(
+                        f"Row {row} of column {text_column!r} is empty: drop empty texts before embedding."
+                    )
+                yield text
+                row += 1
+        if not row:
+            raise ValueError("The corpus is empty: there is nothing to embed.")
+
+    return texts_sha256(checked_texts())
 
 
 def embeddings_fingerprint(dataset: datasets.Dataset, text_column: str, teacher: Teacher, prefix: str) -> str:

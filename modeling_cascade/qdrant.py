@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from transformers.utils import logging
 
+from .embeddings import texts_sha256
 from .index import CascadeIndex, CascadeQueries, SearchResult
 from .index_storage import check_stages
 from .modeling_cascade import CascadeModel
@@ -68,14 +69,7 @@ def cascade_fingerprint(cascade: CascadeModel) -> str:
 
 def texts_fingerprint(texts: Sequence[str] | None) -> str | None:
     """SHA-256 of the texts stored as payload (`None` without texts): a resumed write must store the same ones."""
-    if texts is None:
-        return None
-    digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode()
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()
+    return None if texts is None else texts_sha256(texts)
 
 
 def collection_metadata(index: CascadeIndex, texts: Sequence[str] | None = None) -> dict[str, Any]:
